@@ -1,0 +1,124 @@
+"""Imports Anthropic HH-RLHF preference data into a task folder.
+
+    python -m data.hh IN.jsonl OUT_DIR [--test_frac 0.05] [--prompts_frac 0.1] [--seed 1337]
+
+IN.jsonl (or .jsonl.gz) holds lines {"chosen": "\\n\\nHuman: ...\\n\\nAssistant: ...",
+"rejected": "..."}. The shared text up to and including the last "\\n\\nAssistant:" is
+the prompt (earlier turns stay in it as text); what follows it in each string,
+stripped of surrounding whitespace, is the chosen or the rejected response.
+Lines that do not parse are skipped and counted by reason.
+
+Each distinct prompt goes to one split, by a hash of the seed and the prompt (so a
+prompt that occurs twice never lands in two splits):
+    test.jsonl     prompt                       test_frac of the prompts
+    prompts.jsonl  prompt                       prompts_frac of the prompts (on-policy)
+    pairs.jsonl    prompt, chosen, rejected     the rest
+    sft.jsonl      prompt, response (= chosen)  the rest
+No tokenizer.json is written: the trainers train one from the folder's text.
+"""
+import argparse
+import gzip
+import hashlib
+import json
+import os
+from collections import Counter
+
+MARK = "\n\nAssistant:"
+
+
+def split_example(obj):
+    """One parsed HH line -> (prompt, chosen, rejected), or a string saying what is wrong."""
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    for k in ("chosen", "rejected"):
+        if not isinstance(obj.get(k), str):
+            return f"no string field '{k}'"
+    ends = []
+    for k in ("chosen", "rejected"):
+        i = obj[k].rfind(MARK)
+        if i < 0:
+            return f"no '\\n\\nAssistant:' turn in '{k}'"
+        ends.append(i + len(MARK))
+    prompt = obj["chosen"][:ends[0]]
+    if ends[0] != ends[1] or obj["rejected"][:ends[1]] != prompt:
+        return "chosen and rejected do not share the prompt"
+    chosen, rejected = obj["chosen"][ends[0]:].strip(), obj["rejected"][ends[1]:].strip()
+    if not chosen or not rejected:
+        return "empty last assistant turn"
+    if chosen == rejected:
+        return "chosen and rejected are identical"
+    return prompt, chosen, rejected
+
+
+def bucket(prompt, seed):
+    """A number in [0, 1) fixed by the seed and the prompt."""
+    h = hashlib.sha256(f"{seed}\n{prompt}".encode("utf-8")).digest()
+    return int.from_bytes(h[:8], "big") / 2 ** 64
+
+
+def convert(in_path, out_dir, test_frac=0.05, prompts_frac=0.10, seed=1337):
+    """Writes the task folder; returns a dict of counts (one per file, plus skipped)."""
+    opener = gzip.open if in_path.endswith(".gz") else open
+    examples, skipped, first_bad, n_lines = [], Counter(), [], 0
+    with opener(in_path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            n_lines += 1
+            try:
+                got = split_example(json.loads(raw.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                got = "not valid JSON"
+            if isinstance(got, str):
+                skipped[got] += 1
+                if len(first_bad) < 3:
+                    first_bad.append(f"line {lineno}: {got}")
+            else:
+                examples.append(got)
+
+    test, prompts, pairs, seen = [], [], [], set()
+    for prompt, chosen, rejected in examples:
+        u = bucket(prompt, seed)
+        if u < test_frac + prompts_frac:  # prompt-only splits: each prompt once
+            if prompt not in seen:
+                seen.add(prompt)
+                (test if u < test_frac else prompts).append({"prompt": prompt})
+        else:
+            pairs.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    sft = [{"prompt": r["prompt"], "response": r["chosen"]} for r in pairs]
+
+    os.makedirs(out_dir, exist_ok=True)
+    counts = {}
+    for name, records in (("sft", sft), ("pairs", pairs), ("prompts", prompts), ("test", test)):
+        counts[name] = len(records)
+        if not records:  # an empty file would not load; an absent one says who needs it
+            print(f"warning: no examples for {name}.jsonl (too few input lines?): not written")
+            continue
+        with open(os.path.join(out_dir, name + ".jsonl"), "w", encoding="utf-8", newline="\n") as f:
+            for r in records:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    counts["skipped"] = sum(skipped.values())
+    print(f"read {n_lines} lines from {in_path}: {len(examples)} pairs, "
+          f"skipped {counts['skipped']}"
+          + (" (" + ", ".join(f"{n} {why}" for why, n in skipped.most_common()) + "; first: "
+             + "; ".join(first_bad) + ")" if skipped else ""))
+    print("wrote " + ", ".join(f"{name}.jsonl {counts[name]}" for name in
+                               ("sft", "pairs", "prompts", "test")) + f" to {out_dir}")
+    return counts
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Anthropic HH-RLHF JSONL -> task folder")
+    ap.add_argument("in_path", help="HH-RLHF .jsonl or .jsonl.gz")
+    ap.add_argument("out_dir", help="task folder to write")
+    ap.add_argument("--test_frac", type=float, default=0.05, help="share of prompts held out")
+    ap.add_argument("--prompts_frac", type=float, default=0.10, help="share for on-policy prompts")
+    ap.add_argument("--seed", type=int, default=1337, help="seeds the split")
+    args = ap.parse_args(argv)
+    print(f"in_path={args.in_path} out_dir={args.out_dir} test_frac={args.test_frac} "
+          f"prompts_frac={args.prompts_frac} seed={args.seed}")
+    convert(args.in_path, args.out_dir, args.test_frac, args.prompts_frac, args.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Tests for the data package: the default task, the loader, the HH importer, the helpers.
+
+    python -m pytest tests/test_data.py -q     (from the repository root; a few seconds)
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from data.hh import convert, split_example
+from data.task import (CHAT_TOKENS, DataError, check_lengths, fully_right_rate, load_task,
+                       mean_score, read_jsonl, train_tokenizer, win_rate)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SORT = os.path.join(ROOT, "data", "sort")
+
+
+@pytest.fixture(scope="module")
+def task():
+    return load_task(SORT)
+
+
+# -----------------------------------------------------------------------------
+# the default task
+
+def test_generator_rebuilds_committed_files_byte_for_byte(tmp_path):
+    out = tmp_path / "sort"
+    subprocess.run([sys.executable, "-m", "data.make_sort", "--out_dir", str(out)],
+                   cwd=ROOT, check=True, capture_output=True)
+    committed = sorted(f for f in os.listdir(SORT) if os.path.isfile(os.path.join(SORT, f)))
+    assert sorted(os.listdir(out)) == committed
+    for name in committed:
+        with open(os.path.join(SORT, name), "rb") as a, open(out / name, "rb") as b:
+            assert a.read() == b.read(), f"{name} differs from what the generator writes"
+
+
+def test_oracle_known_answers(task):
+    score, p = task.oracle, "sort: 7 3 9 1 4"
+    assert score(p, "1 3 4 7 9") == 1.0
+    swap, drop, change = score(p, "1 4 3 7 9"), score(p, "1 3 7 9"), score(p, "1 3 5 7 9")
+    moved, reverse = score(p, "3 4 7 1 9"), score(p, "9 7 4 3 1")
+    assert swap == drop == change == pytest.approx(0.8)  # one mistake out of five
+    assert 1.0 > swap > moved > reverse > 0.0
+    assert score(p, "1 3 4 7 9 ") < 1.0 and score(p, "1  3 4 7 9") < 1.0  # not exact
+    assert score(p, "1 3 4 7 9 ") < swap  # right numbers, wrong format: half credit
+    assert score(p, "1 3 4 7 9 and done") < score(p, "1 3 4 7 9 9")
+    assert score(p, "") == 0.0 and score(p, "hello") == 0.0
+    assert 0.0 < score(p, "I think 1 3 4 7 9") < 0.5  # not a list: low credit
+    for r in ("1 3 4 7 9 9 9 9 9 9 9 9", "x", "9 9 9 9 9 9 9 9 9 9 9 9 9"):
+        assert 0.0 <= score(p, r) <= 1.0
+
+
+def test_sft_demonstrations_are_imperfect(task):
+    rate = fully_right_rate(task.oracle, task.sft, [r["response"] for r in task.sft])
+    assert 0.4 <= rate <= 0.6
+
+
+def test_prompt_sets_disjoint(task):
+    sets = {n: {r["prompt"] for r in task.require(n)} for n in ("sft", "pairs", "prompts", "test")}
+    assert len(sets["prompts"]) == len(task.prompts) and len(sets["test"]) == len(task.test)
+    assert not sets["test"] & (sets["sft"] | sets["pairs"] | sets["prompts"])
+    assert not sets["prompts"] & (sets["sft"] | sets["pairs"])
+
+
+def test_pairs_label_noise_within_band(task):
+    score = task.oracle
+    sc = [(score(r["prompt"], r["chosen"]), score(r["prompt"], r["rejected"])) for r in task.pairs]
+    assert all(c != r for c, r in sc), "every pair differs in oracle score"
+    assert all(r["chosen"] != r["rejected"] for r in task.pairs)
+    disagree = sum(c < r for c, r in sc) / len(sc)
+    assert 0.07 <= disagree <= 0.13
+    # the blind spot: rejected answers that are sorted, complete in length, yet wrong
+    plausible = sum(
+        r["rejected"].split() == sorted(r["rejected"].split(), key=int)
+        and len(r["rejected"].split()) == len(r["prompt"].split()) - 1
+        and s < 1.0 for r, (_, s) in zip(task.pairs, sc))
+    assert plausible / len(task.pairs) >= 0.15
+
+
+def test_tokenizer(task):
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(task.tokenizer_file)
+    assert [tok.token_to_id(t) for t in CHAT_TOKENS] == [0, 1, 2]
+    for s in ("A", "B", " 42", "42"):
+        assert len(tok.encode(s).ids) == 1, s
+    for s in task.texts()[:200] + ["sort: 1 2\n\nResponse A: x, é!"]:
+        assert tok.decode(tok.encode(s).ids) == s
+
+
+def test_train_tokenizer_deterministic():
+    texts = [f"sort: {i} {i * 7 % 13}" for i in range(200)]
+    a, b = train_tokenizer(texts, vocab_size=300), train_tokenizer(texts, vocab_size=300)
+    assert a.to_str() == b.to_str()
+    assert a.get_vocab_size() <= 300 and a.token_to_id("<|end|>") == 2
+
+
+# -----------------------------------------------------------------------------
+# the loader
+
+def write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return str(path)
+
+
+GOOD = json.dumps({"prompt": "p", "chosen": "a", "rejected": "b"})
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+@pytest.mark.parametrize("bad, what", [
+    ('{"prompt": "p", "chosen": "a"', "not valid JSON"),
+    ('["p", "a", "b"]', "expected a JSON object"),
+    ('{"prompt": "p", "chosen": "a"}', "missing field 'rejected'"),
+    ('{"prompt": "p", "chosen": 3, "rejected": "b"}', "field 'chosen' must be a string"),
+    ('{"prompt": "  ", "chosen": "a", "rejected": "b"}', "empty prompt"),
+    ('{"prompt": "p", "chosen": "a", "rejected": "a"}', "chosen and rejected are identical"),
+    ('{"prompt": "p", "chosen": "a", "rejected": "b", "principle": null}',
+     "field 'principle' must be a string"),
+])
+def test_read_jsonl_names_file_line_and_problem(tmp_path, bad, what):
+    path = write(tmp_path / "pairs.jsonl", [GOOD, "", GOOD, bad, GOOD])
+    with pytest.raises(DataError) as e:
+        read_jsonl(path, PAIR_FIELDS, ("principle",))
+    assert f"{path}:4: {what}" in str(e.value)
+
+
+def test_read_jsonl_skip_bad_lines_counts_them(tmp_path, capsys):
+    path = write(tmp_path / "pairs.jsonl", [GOOD, "nope", GOOD, "{}", "[]", GOOD])
+    records = read_jsonl(path, PAIR_FIELDS, skip_bad_lines=True)
+    assert [r["_line"] for r in records] == [1, 3, 6] and records[0]["_file"] == path
+    out = capsys.readouterr().out
+    assert "skipped 3 bad line(s)" in out and f"{path}:2: not valid JSON" in out
+
+
+def test_missing_file_and_missing_stage(tmp_path):
+    with pytest.raises(DataError, match="no such file.*sft.jsonl"):
+        read_jsonl(str(tmp_path / "sft.jsonl"), ("prompt", "response"))
+    with pytest.raises(DataError, match="no such folder"):
+        load_task(str(tmp_path / "nowhere"))
+    with pytest.raises(DataError, match="no task files"):
+        load_task(str(tmp_path))
+    write(tmp_path / "pairs.jsonl", [GOOD])
+    write(tmp_path / "prompts.jsonl", ['{"prompt": "q"}'])
+    t = load_task(str(tmp_path))
+    assert t.sft is None and t.test is None and t.oracle is None and len(t.pairs) == 1
+    with pytest.raises(DataError, match=r"sft\.jsonl is missing: jsft\.py"):
+        t.require("sft")
+    assert t.require("prompts")[0]["prompt"] == "q"
+
+
+def test_task_without_oracle_skips_metrics(tmp_path, capsys):
+    write(tmp_path / "test.jsonl", ['{"prompt": "q"}'])
+    t = load_task(str(tmp_path))
+    assert t.get_oracle() is None
+    assert f"no oracle.py in {tmp_path}: oracle metrics skipped" in capsys.readouterr().out
+    assert win_rate(None, ["q"], ["a"], ["b"]) is None
+    assert mean_score(None, ["q"], ["a"]) is None
+
+
+def test_check_lengths_names_file_and_line(tmp_path, capsys):
+    path = write(tmp_path / "sft.jsonl", ['{"prompt": "p", "response": "short"}',
+                                          '{"prompt": "p", "response": "much too long"}'])
+    records = read_jsonl(path, ("prompt", "response"))
+    enc = lambda r: list((r["prompt"] + r["response"]).encode())  # noqa: E731
+    with pytest.raises(DataError, match=rf"{path}:2: prompt \+ response is 14 tokens"):
+        check_lengths(records, enc, 10, "prompt + response")
+    assert check_lengths(records, enc, 14) == records
+    kept = check_lengths(records, enc, 10, skip=True)
+    assert [r["_line"] for r in kept] == [1] and "dropped 1 of 2" in capsys.readouterr().out
+
+
+# -----------------------------------------------------------------------------
+# the HH-RLHF importer
+
+def hh_line(prompt_turns, chosen, rejected):
+    return json.dumps({"chosen": prompt_turns + " " + chosen,
+                       "rejected": prompt_turns + " " + rejected})
+
+
+def test_hh_importer(tmp_path, capsys):
+    two_turns = "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Name a fruit.\n\nAssistant:"
+    lines = [hh_line(f"\n\nHuman: Question {i}?\n\nAssistant:", f"Answer {i}.", "No.")
+             for i in range(40)]
+    lines[5] = hh_line(two_turns, "An apple.", "A car.")
+    lines[7] = '{"chosen": "\\n\\nHuman: broken'                                 # not JSON
+    lines[9] = json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b"})            # no rejected
+    lines[11] = json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: b",
+                            "rejected": "\n\nHuman: c\n\nAssistant: d"})        # prompts differ
+    src = write(tmp_path / "hh.jsonl", lines)
+    out = str(tmp_path / "task")
+    counts = convert(src, out, test_frac=0.2, prompts_frac=0.2, seed=0)
+    printed = capsys.readouterr().out
+    assert counts["skipped"] == 3 and "skipped 3" in printed and "1 not valid JSON" in printed
+    assert counts["pairs"] + counts["prompts"] + counts["test"] == 37
+    assert min(counts["pairs"], counts["prompts"], counts["test"]) > 0
+    t = load_task(out)
+    assert split_example(json.loads(lines[5])) == (two_turns, "An apple.", "A car.")
+    assert two_turns in {r["prompt"] for r in t.pairs + t.prompts + t.test}
+    assert [r["response"] for r in t.sft] == [r["chosen"] for r in t.pairs]
+    prompts = [{r["prompt"] for r in getattr(t, n)} for n in ("pairs", "prompts", "test")]
+    assert not (prompts[0] & prompts[1] or prompts[0] & prompts[2] or prompts[1] & prompts[2])
+    # deterministic: the same input and seed give the same files
+    convert(src, str(tmp_path / "again"), test_frac=0.2, prompts_frac=0.2, seed=0)
+    for name in ("sft", "pairs", "prompts", "test"):
+        with open(os.path.join(out, name + ".jsonl"), "rb") as a, \
+                open(tmp_path / "again" / (name + ".jsonl"), "rb") as b:
+            assert a.read() == b.read()
+
+
+# -----------------------------------------------------------------------------
+# evaluation helpers
+
+def test_win_rate_excludes_ties():
+    score = lambda p, r: float(r)  # noqa: E731
+    got = win_rate(score, ["p"] * 5, ["3", "1", "2", "2", "5"], ["1", "3", "2", "2", "4"])
+    assert (got["win"], got["tie"], got["loss"]) == (2, 2, 1)
+    assert got["win_rate"] == pytest.approx(2 / 3) and got["tie_rate"] == pytest.approx(0.4)
+    assert win_rate(score, ["p", "q"], ["1", "2"], ["1", "2"])["win_rate"] == 0.5
+    assert mean_score(score, ["p", "q"], ["1", "2"]) == 1.5
+    assert fully_right_rate(score, [{"prompt": "p"}] * 2, ["1", "0.5"]) == 0.5
+    with pytest.raises(ValueError):
+        win_rate(score, ["p"], ["1"], ["1", "2"])
+    with pytest.raises(ValueError):
+        mean_score(score, [], [])
