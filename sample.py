@@ -1,0 +1,233 @@
+"""
+Batched sampling with a KV cache: temperature, top-k, top-p, a stop token per row.
+
+    python sample.py --ckpt out/jsft/ckpt.pt --prompt "sort: 7 3 9 1 4" --num_samples 4
+    python sample.py --ckpt path/to/gpt2-folder --prompt "Hello, I am"   # plain continuation
+    python sample.py --bench                     # tokens/s with and without the cache
+
+Library use: `generate(model, prompts, max_new_tokens, ...)` takes token-id lists of any
+lengths and returns, per row, the new tokens, their log-probabilities and whether the
+row stopped on its own.
+"""
+import os
+import sys
+import time
+
+import torch
+
+from model import (GPT, GPTConfig, KVCache, autocast, chat_ids, check_vocab, decode_response,
+                   encode_query, get_device, load_checkpoint, load_tokenizer, parse_flags)
+
+# -----------------------------------------------------------------------------
+# settings (override with --name=value)
+defaults = dict(
+    ckpt="out/jsft/ckpt.pt",  # a nano-self-judge checkpoint, or a GPT-2 folder (HF layout)
+    prompt="sort: 7 3 9 1 4",  # the prompt (chat-formatted for checkpoints, raw for GPT-2)
+    num_samples=4,            # samples of the prompt, drawn as one batch
+    max_new_tokens=64,        # at most this many new tokens per sample
+    temperature=1.0,          # 0 = greedy (argmax)
+    top_k=0,                  # keep the k most likely tokens; 0 = off
+    top_p=1.0,                # keep the smallest set with this much probability; 1.0 = off
+    seed=1337,                # seeds the sampler's torch.Generator
+    device="auto",            # auto: cuda, then mps, then cpu
+    bench=False,              # print sampling and training speed instead of sampling
+    bench_layers=12,          # layers of the GPT-2-small-shaped model for --bench
+    bench_batch=1,            # rows per batch for --bench sampling
+)
+
+
+def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """One token per row from logits (B, V): temperature, then top-k, then top-p.
+    temperature 0 is argmax. Each row draws its own token."""
+    if temperature == 0:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        # drop a token when the tokens ranked above it already hold top_p of the mass
+        drop = (probs.cumsum(-1) - probs) >= top_p
+        drop[:, 0] = False  # the most likely token always stays
+        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.no_grad()
+def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
+             eos_id=None, use_cache=True, generator=None):
+    """Sample continuations of a batch of prompts (lists of token ids, any lengths).
+
+    Returns (tokens, logprobs, stopped), each a list with one entry per prompt:
+      tokens[b]   the new token ids, up to but not including eos_id
+      logprobs[b] float32 tensor: log-probability of each new token under the model's raw
+                  distribution (no temperature or filtering), the stop token's last if
+                  the row stopped: len(logprobs[b]) == len(tokens[b]) + stopped[b]
+      stopped[b]  True if the row produced eos_id; False if it was cut off by
+                  max_new_tokens or by the context length (it gets no stop token)
+    use_cache=False recomputes the whole prefix every step: the reference the cache is
+    tested against. Finished rows leave the batch, so they cost nothing more.
+    """
+    if len(prompts) == 0:
+        return [], [], []
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("generate: every prompt needs at least one token")
+    block = model.config.block_size
+    longest = max(len(p) for p in prompts)
+    if longest >= block:
+        raise ValueError(f"generate: a prompt of {longest} tokens leaves no room in the "
+                         f"model's context of {block} tokens")
+    device = next(model.parameters()).device
+    B = len(prompts)
+    lens = torch.tensor([len(p) for p in prompts], device=device)
+    budget = torch.clamp(block - lens, max=max_new_tokens)  # new tokens each row may take
+    out = [[] for _ in range(B)]
+    logps = [[] for _ in range(B)]
+    stopped = [False] * B
+    active = torch.arange(B, device=device)  # original row index of each row still running
+
+    # 1) prefill: right-padded prompts; each row's next-token logits sit at its last token
+    idx = torch.zeros(B, longest, dtype=torch.long, device=device)
+    for b, p in enumerate(prompts):
+        idx[b, :len(p)] = torch.tensor(p, device=device)
+    cache = None
+    if use_cache:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        cache = KVCache(model.config, B, min(block, longest + max_new_tokens), device, dtype)
+    with autocast(device):
+        h = model.hidden(idx, cache)                          # (B, T, C)
+        logits = model.lm_head(h[torch.arange(B, device=device), lens - 1]).float()  # (B, V)
+    if use_cache:
+        cache.lengths = lens.clone()  # the padding past each prompt gets overwritten
+
+    # 2) decode one token per step for the rows still running
+    for step in range(max_new_tokens):
+        nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (b,)
+        lp = torch.log_softmax(logits.float(), -1).gather(1, nxt[:, None]).squeeze(1)
+        done = torch.zeros_like(nxt, dtype=torch.bool)
+        for i, (row, t, l) in enumerate(zip(active.tolist(), nxt.tolist(), lp.tolist())):
+            logps[row].append(l)
+            if eos_id is not None and t == eos_id:
+                stopped[row], done[i] = True, True
+            else:
+                out[row].append(t)
+                done[i] = len(out[row]) >= budget[row]  # cut off: no stop token
+        if done.all():
+            break
+        keep = (~done).nonzero().squeeze(1)
+        active, nxt = active[keep], nxt[keep]
+        with autocast(device):
+            if use_cache:
+                if len(keep) < len(done):
+                    cache.keep(keep)
+                logits, _ = model(nxt[:, None], cache=cache)
+                logits = logits[:, -1]
+            else:
+                seqs = [prompts[r] + out[r] for r in active.tolist()]
+                L = max(len(s) for s in seqs)
+                idx = torch.zeros(len(seqs), L, dtype=torch.long, device=device)
+                for i, s in enumerate(seqs):
+                    idx[i, :len(s)] = torch.tensor(s, device=device)
+                last = torch.tensor([len(s) - 1 for s in seqs], device=device)
+                h = model.hidden(idx)
+                logits = model.lm_head(h[torch.arange(len(seqs), device=device), last]).float()
+    return out, [torch.tensor(l, dtype=torch.float32) for l in logps], stopped
+
+
+def sample_responses(model, tok, prompts, n=1, max_new_tokens=48, temperature=1.0,
+                     top_p=None, generator=None, batch_size=256):
+    """n chat responses per prompt (text). Returns a list per prompt of n dicts with the
+    text, the sampled ids (the stop token appended when the row stopped: it belongs to the
+    response) and `stopped`. Keep the ids: scoring re-tokenized text is a classic bug."""
+    queries = [encode_query(tok, p) for p in prompts for _ in range(n)]
+    end = chat_ids(tok)[2]
+    rows = []
+    for i in range(0, len(queries), batch_size):
+        toks, _, stopped = generate(model, queries[i:i + batch_size], max_new_tokens,
+                                    temperature, None, top_p, end, generator=generator)
+        rows += [dict(text=decode_response(tok, t), ids=t + [end] * s, stopped=s)
+                 for t, s in zip(toks, stopped)]
+    return [rows[j * n:(j + 1) * n] for j in range(len(prompts))]
+
+
+# -----------------------------------------------------------------------------
+# benchmark: the cache against recomputation, and training throughput
+
+def bench(cfg, device):
+    torch.manual_seed(0)
+    config = GPTConfig(vocab_size=50257, block_size=1024, n_layer=cfg.bench_layers,
+                       n_head=12, n_embd=768)
+    model = GPT(config).to(device).eval()
+    print(f"GPT-2-small shape, {cfg.bench_layers} layers: {model.num_params() / 1e6:.1f}M "
+          f"parameters, device {device}, {torch.get_num_threads()} threads")
+    n_new, B = 256, cfg.bench_batch
+    prompts = [list(range(100 + b, 116 + b)) for b in range(B)]  # 16-token prompts
+
+    def timed(use_cache):
+        generate(model, prompts, 8, temperature=0, use_cache=use_cache)  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.time()
+        toks, _, _ = generate(model, prompts, n_new, temperature=0, use_cache=use_cache)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return toks, time.time() - t0
+
+    toks_c, t_c = timed(True)
+    toks_u, t_u = timed(False)
+    n = sum(len(t) for t in toks_c)
+    print(f"sampling {n_new} new tokens x {B} rows: cached {n / t_c:8.1f} tok/s, "
+          f"uncached {n / t_u:8.1f} tok/s, speed-up {t_u / t_c:.1f}x, "
+          f"greedy outputs identical: {toks_c == toks_u}")
+
+    # training: forward + backward + AdamW step on (B, T) batches
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    Bt, T = 4, 256
+    x = torch.randint(0, config.vocab_size, (Bt, T + 1), device=device)
+    for i in range(4):  # 1 warm-up step, 3 timed
+        if i == 1:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.time()
+        with autocast(device):
+            _, loss = model(x[:, :-1], x[:, 1:])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    print(f"training (B={Bt}, T={T}, fwd+bwd+AdamW): {3 * Bt * T / (time.time() - t0):.1f} tok/s")
+
+
+def main(argv=None):
+    cfg = parse_flags(defaults, argv, __doc__)
+    device = get_device(cfg.device)
+    if cfg.bench:
+        return bench(cfg, device)
+    chat = not os.path.isdir(cfg.ckpt)
+    if chat:  # our checkpoint: the chat format, stop at <|end|>
+        model, tok, _ = load_checkpoint(cfg.ckpt)
+        prompt, eos = encode_query(tok, cfg.prompt), chat_ids(tok)[2]
+    else:  # a GPT-2 folder: plain text in, plain text out, stop at <|endoftext|>
+        model, tok = GPT.from_pretrained(cfg.ckpt), load_tokenizer(cfg.ckpt, chat=False)
+        check_vocab(tok, model, f"{cfg.ckpt}: ")
+        prompt, eos = tok.encode(cfg.prompt).ids, tok.token_to_id("<|endoftext|>")
+    model.to(device).eval()
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    toks, logps, stopped = generate(model, [prompt] * cfg.num_samples, cfg.max_new_tokens,
+                                    cfg.temperature, cfg.top_k or None, cfg.top_p, eos,
+                                    generator=g)
+    for t, lp, s in zip(toks, logps, stopped):
+        text = decode_response(tok, t) if chat else tok.decode(t)
+        print(f"--- logp {lp.sum():.2f}{'' if s else ' (cut off)'}\n{text}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,218 @@
+"""The model: KV cache exactness, LoRA, checkpoints, log-probs, flags, GPT-2 loading.
+
+    python -m pytest tests/test_model.py -q
+"""
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import make_tiny
+from model import (GPT, IGNORE_INDEX, KVCache, load_checkpoint, parse_flags, save_checkpoint,
+                   sequence_logprobs)
+
+FIX = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+def test_cached_logits_equal_full_forward_for_ragged_batch(tiny):
+    """Prefill right-padded prompts of different lengths, then decode token by token:
+    every step's logits equal a full forward pass of that row's sequence."""
+    prompts = [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10]]
+    steps = [[11, 12, 13], [14, 15, 16], [17, 18, 19]]  # the tokens fed at each step
+    B, L = len(prompts), max(len(p) for p in prompts)
+    cache = KVCache(tiny.config, B, 16, "cpu", torch.float32)
+    idx = torch.zeros(B, L, dtype=torch.long)
+    for b, p in enumerate(prompts):
+        idx[b, :len(p)] = torch.tensor(p)
+    logits, _ = tiny(idx, cache=cache)
+    cache.lengths = torch.tensor([len(p) for p in prompts])
+    for b, p in enumerate(prompts):
+        ref, _ = tiny(torch.tensor([p]))
+        torch.testing.assert_close(logits[b, len(p) - 1], ref[0, -1], atol=1e-5, rtol=0)
+    seqs = [list(p) for p in prompts]
+    for t in range(3):
+        step = torch.tensor([[steps[b][t]] for b in range(B)])
+        logits, _ = tiny(step, cache=cache)
+        for b in range(B):
+            seqs[b].append(steps[b][t])
+            ref, _ = tiny(torch.tensor([seqs[b]]))
+            torch.testing.assert_close(logits[b, 0], ref[0, -1], atol=1e-5, rtol=0)
+    # dropping a finished row keeps the others exact
+    cache.keep(torch.tensor([0, 2]))
+    logits, _ = tiny(torch.tensor([[20], [21]]), cache=cache)
+    for i, b in enumerate([0, 2]):
+        ref, _ = tiny(torch.tensor([seqs[b] + [[20, 0, 21][b]]]))
+        torch.testing.assert_close(logits[i, 0], ref[0, -1], atol=1e-5, rtol=0)
+
+
+def test_loss_ignores_ignore_index_and_forward_returns_all_positions(tiny):
+    idx = torch.tensor([[1, 2, 3, 4]])
+    logits, _ = tiny(idx)
+    assert logits.shape == (1, 4, tiny.config.vocab_size) and logits.dtype == torch.float32
+    targets = torch.tensor([[IGNORE_INDEX, 3, IGNORE_INDEX, 5]])
+    _, loss = tiny(idx, targets)
+    manual = -(torch.log_softmax(logits[0, 1], -1)[3] + torch.log_softmax(logits[0, 3], -1)[5]) / 2
+    torch.testing.assert_close(loss, manual)
+
+
+def test_too_long_input_is_a_clear_error(tiny):
+    with pytest.raises(ValueError, match="block_size"):
+        tiny(torch.zeros(1, tiny.config.block_size + 1, dtype=torch.long))
+
+
+def test_sequence_logprobs_sums_masked_positions_and_survives_empty_mask():
+    logits = torch.randn(2, 3, 5)
+    targets = torch.tensor([[1, 2, IGNORE_INDEX], [0, IGNORE_INDEX, IGNORE_INDEX]])
+    mask = (targets != IGNORE_INDEX).float()
+    lp = torch.log_softmax(logits, -1)
+    expected = torch.stack([lp[0, 0, 1] + lp[0, 1, 2], lp[1, 0, 0]])
+    torch.testing.assert_close(sequence_logprobs(logits, targets, mask), expected)
+    zero = sequence_logprobs(logits, targets, torch.zeros_like(mask))
+    assert torch.all(zero == 0) and not torch.isnan(zero).any()
+
+
+def test_lora_starts_as_identity_and_switches_off():
+    base = make_tiny(seed=1)
+    lora = make_tiny(seed=1, lora_rank=4)
+    lora.load_state_dict(base.state_dict(), strict=False)
+    idx = torch.tensor([[1, 2, 3, 4, 5]])
+    torch.testing.assert_close(lora(idx)[0], base(idx)[0])  # B = 0: no change yet
+    with torch.no_grad():
+        for n, p in lora.named_parameters():
+            if n.endswith("lora_B"):
+                p.normal_(0, 0.5)
+    assert not torch.allclose(lora(idx)[0], base(idx)[0], atol=1e-3)
+    with lora.adapters_off():
+        torch.testing.assert_close(lora(idx)[0], base(idx)[0])
+    assert not torch.allclose(lora(idx)[0], base(idx)[0], atol=1e-3)  # back on after
+    lora.freeze_base()
+    trainable = {n for n, p in lora.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def _tok():
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(["sort: 3 1 2", "1 2 3"], trainers.BpeTrainer(
+        vocab_size=40, special_tokens=["<|user|>", "<|assistant|>", "<|end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return tok
+
+
+def test_checkpoint_roundtrip_and_bad_files(tmp_path, tiny):
+    tok = _tok()
+    model = make_tiny(vocab_size=tok.get_vocab_size())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.tensor([[1, 2, 3]]), torch.tensor([[2, 3, 4]]))[1].backward()
+    opt.step()
+    path = str(tmp_path / "ckpt.pt")
+    save_checkpoint(path, model, tok, {"step": 7, "flags": {"lr": 1e-3}}, opt)
+    assert not os.path.exists(path + ".tmp")
+    m2, tok2, meta = load_checkpoint(path)
+    idx = torch.tensor([[1, 2, 3]])
+    torch.testing.assert_close(m2(idx)[0], model.eval()(idx)[0])
+    assert tok2.to_str() == tok.to_str()
+    assert meta["step"] == 7 and meta["flags"] == {"lr": 1e-3}
+    assert meta["optimizer"]["state"]  # AdamW moments travel for --resume
+
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(str(tmp_path / "missing.pt"))
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(open(path, "rb").read()[:1000])
+    with pytest.raises(ValueError, match="trunc.pt"):
+        load_checkpoint(str(trunc))
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="not a nano-self-judge checkpoint"):
+        load_checkpoint(str(foreign))
+
+
+def test_chat_format_round_trip():
+    from model import chat_ids, decode_response, encode_query, encode_response
+    tok = _tok()
+    user, assistant, end = chat_ids(tok)
+    q = encode_query(tok, "sort: 3 1 2")
+    assert q[0] == user and q[-2:] == [end, assistant]
+    r = encode_response(tok, "1 2 3")
+    assert r[-1] == end and decode_response(tok, r) == "1 2 3"
+    assert decode_response(tok, r + [5, 6]) == "1 2 3"  # cut at the first stop token
+
+
+def test_tokenizer_bigger_than_model_is_refused(tmp_path):
+    from model import check_vocab
+    tok = _tok()
+    with pytest.raises(ValueError, match="does not belong"):
+        check_vocab(tok, make_tiny(vocab_size=8))
+
+
+def test_parse_flags_types_bools_and_unknown_names(capsys):
+    d = dict(lr=1e-3, steps=10, name="x", offline=False, top_k=None)
+    cfg = parse_flags(d, ["--lr=1", "--steps", "5", "--offline", "--top_k=7"])
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.steps == 5
+    assert cfg.offline is True and cfg.top_k == "7"
+    with pytest.raises(SystemExit) as e:
+        parse_flags(d, ["--stepz=3"])
+    assert "--steps" in str(e.value)  # the message lists the known names
+    with pytest.raises(SystemExit):
+        parse_flags(d, ["--steps=abc"])
+
+
+# --- GPT-2 in the Hugging Face layout ------------------------------------------------
+# Fixtures made once by tests/make_gpt2_fixture.py with transformers' GPT2LMHeadModel (the
+# reference implementation) and tests/make_gpt2_tokenizer.py; nothing here imports it.
+
+@pytest.mark.parametrize("folder", ["tiny-gpt2", "tiny-gpt2-bin", "tiny-gpt2-hub-layout"])
+def test_gpt2_folder_gives_the_reference_logits_and_greedy_tokens(folder):
+    """safetensors (read by hand), pytorch_model.bin, and the old un-prefixed layout with
+    its attn.bias mask buffers all load to the reference's logits and greedy tokens."""
+    from sample import generate
+    model = GPT.from_pretrained(os.path.join(FIX, folder)).eval()
+    with open(os.path.join(FIX, "tiny-gpt2", "expected.json")) as f:
+        exp = json.load(f)
+    logits, _ = model(torch.tensor(exp["input_ids"]))
+    torch.testing.assert_close(logits, torch.tensor(exp["logits"]), atol=1e-4, rtol=0)
+    prompt = exp["greedy"]["prompt_ids"]
+    new, _, _ = generate(model, [prompt], len(exp["greedy"]["new_ids"]), temperature=0)
+    assert new[0] == exp["greedy"]["new_ids"]
+
+
+def test_non_gpt2_folder_is_refused_with_a_clear_message(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "n_layer": 2}))
+    with pytest.raises(ValueError, match="not a GPT-2 config"):
+        GPT.from_pretrained(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        GPT.from_pretrained(str(tmp_path / "nowhere"))
+
+
+def test_truncated_safetensors_is_refused(tmp_path):
+    src = os.path.join(FIX, "tiny-gpt2")
+    for name in ("config.json", "model.safetensors"):
+        data = open(os.path.join(src, name), "rb").read()
+        (tmp_path / name).write_bytes(data if name == "config.json" else data[:5000])
+    with pytest.raises(ValueError, match="truncated"):
+        GPT.from_pretrained(str(tmp_path))
+
+
+def test_gpt2_tokenizer_known_answers(tmp_path):
+    """GPT-2's byte-level BPE, checked against ids from an independent encoder."""
+    import gzip
+    from model import load_tokenizer
+    raw = gzip.decompress(open(os.path.join(FIX, "gpt2-tokenizer", "tokenizer.json.gz"),
+                               "rb").read())
+    (tmp_path / "tokenizer.json").write_bytes(raw)
+    tok = load_tokenizer(str(tmp_path), chat=False)
+    assert tok.encode("Hello world").ids == [15496, 995]
+    with open(os.path.join(FIX, "gpt2-tokenizer", "known.json")) as f:
+        known = json.load(f)
+    assert len(known["cases"]) >= 6
+    for item in known["cases"]:
+        text, ids = item["text"], item["ids"]
+        assert tok.encode(text).ids == ids, text
+        assert tok.decode(ids, skip_special_tokens=False) == text
+    # with the chat tokens added, GPT-2's own ids do not move
+    chat = load_tokenizer(str(tmp_path))
+    assert chat.encode("Hello world").ids == [15496, 995]
+    assert chat.token_to_id("<|user|>") >= 50257

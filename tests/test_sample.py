@@ -1,0 +1,95 @@
+"""The sampler: cached equals uncached, seeds reproduce, filters hold, stop tokens per row.
+
+    python -m pytest tests/test_sample.py -q
+"""
+import torch
+
+from conftest import make_tiny
+from sample import generate, sample_next
+
+PROMPTS = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11], [12, 13, 14, 15]]
+
+
+def test_greedy_batched_equals_one_at_a_time(tiny):
+    batched, _, _ = generate(tiny, PROMPTS, 12, temperature=0)
+    single = [generate(tiny, [p], 12, temperature=0)[0][0] for p in PROMPTS]
+    assert batched == single
+    assert len({tuple(t) for t in batched}) > 1  # the rows are not all the same
+
+
+def test_cached_equals_uncached_greedy_and_sampled(tiny):
+    for kw in (dict(temperature=0), dict(temperature=1.0, top_p=0.9)):
+        a = generate(tiny, PROMPTS, 15, eos_id=7, use_cache=True,
+                     generator=torch.Generator().manual_seed(3), **kw)
+        b = generate(tiny, PROMPTS, 15, eos_id=7, use_cache=False,
+                     generator=torch.Generator().manual_seed(3), **kw)
+        assert a[0] == b[0] and a[2] == b[2]
+        for la, lb in zip(a[1], b[1]):
+            torch.testing.assert_close(la, lb, atol=1e-5, rtol=0)
+
+
+def test_same_seed_same_samples_and_rows_differ(tiny):
+    run = lambda seed: generate(tiny, [[1, 2]] * 8, 10, temperature=1.0,
+                                generator=torch.Generator().manual_seed(seed))[0]
+    assert run(5) == run(5)
+    assert run(5) != run(6)
+    # every row draws its own first token: 8 samples of one prompt are not all alike
+    assert len({tuple(t) for t in run(5)}) > 1
+    assert len({t[0] for t in run(5)}) > 1
+
+
+def test_temperature_zero_is_argmax():
+    logits = torch.tensor([[0.1, 3.0, -1.0], [5.0, 0.0, 4.9]])
+    assert sample_next(logits, temperature=0).tolist() == [1, 0]
+
+
+def test_top_k_and_top_p_stay_in_the_kept_set():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(2000, 1)
+    k2 = sample_next(logits, 1.0, top_k=2, generator=g)
+    assert set(k2.tolist()) == {0, 1}
+    # top_p=0.7: 0.5 alone is short of 0.7, 0.5+0.3 reaches it -> {0, 1}
+    p7 = sample_next(logits, 1.0, top_p=0.7, generator=g)
+    assert set(p7.tolist()) == {0, 1}
+    p9 = sample_next(logits, 1.0, top_p=0.9, generator=g)
+    assert set(p9.tolist()) == {0, 1, 2}
+    tiny_p = sample_next(logits, 1.0, top_p=0.01, generator=g)  # the top token always stays
+    assert set(tiny_p.tolist()) == {0}
+
+
+def test_eos_per_row_and_logprobs_align(tiny):
+    # find what row 0 emits greedily, then call a token of it (at its first occurrence)
+    # the stop token
+    greedy, _, _ = generate(tiny, PROMPTS, 8, temperature=0)
+    i = next(i for i in range(1, 8) if greedy[0][i] not in greedy[0][:i])
+    eos = greedy[0][i]
+    toks, logps, stopped = generate(tiny, PROMPTS, 8, temperature=0, eos_id=eos)
+    assert stopped[0] and toks[0] == greedy[0][:i]       # stopped, eos not returned
+    for t, lp, s in zip(toks, logps, stopped):
+        assert eos not in t
+        assert len(lp) == len(t) + int(s)                  # the stop token is scored
+        if not s:
+            assert len(t) == 8                             # cut off at max_new_tokens
+
+
+def test_logprobs_are_the_raw_model_distribution(tiny):
+    """Log-probs come from raw logits, not from the temperature/top-p-warped scores."""
+    g = torch.Generator().manual_seed(0)
+    toks, logps, _ = generate(tiny, [PROMPTS[1]], 6, temperature=2.0, top_k=5, generator=g)
+    seq = torch.tensor([PROMPTS[1] + toks[0]])
+    logits, _ = tiny(seq)
+    lp = torch.log_softmax(logits[0, len(PROMPTS[1]) - 1:-1], -1)
+    expected = lp.gather(1, torch.tensor(toks[0])[:, None]).squeeze(1)
+    torch.testing.assert_close(logps[0], expected, atol=1e-5, rtol=0)
+
+
+def test_context_limit_cuts_off_without_stop_and_long_prompt_errors():
+    model = make_tiny(block_size=16)
+    toks, _, stopped = generate(model, [[1] * 10], 50, temperature=0)
+    assert len(toks[0]) == 6 and stopped == [False]
+    try:
+        generate(model, [[1] * 16], 5)
+    except ValueError as e:
+        assert "context" in str(e)
+    else:
+        raise AssertionError("a prompt filling the whole context must be an error")
