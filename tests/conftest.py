@@ -1,13 +1,20 @@
-"""Shared fixtures: tiny random GPTs that run in milliseconds on a CPU."""
+"""Shared fixtures: tiny random GPTs that run in milliseconds on a CPU, and a small slice
+of the default task for the end-to-end runs of jsft.py and selfjudge.py."""
 import os
 import sys
 
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SORT = os.path.join(ROOT, "data", "sort")
+sys.path.insert(0, ROOT)
 
 from model import GPT, GPTConfig  # noqa: E402
+
+# Tiny models gain nothing from intra-op threads, and on a CPU shared with a training run
+# the threads contend: one thread makes the whole suite several times faster there.
+torch.set_num_threads(1)
 
 
 def make_tiny(vocab_size=64, block_size=48, n_layer=2, n_head=2, n_embd=32, seed=0, **kw):
@@ -26,3 +33,20 @@ def make_tiny(vocab_size=64, block_size=48, n_layer=2, n_head=2, n_embd=32, seed
 @pytest.fixture
 def tiny():
     return make_tiny()
+
+
+def write_small_sort(path, sft=200, pairs=300, prompts=40, test=8):
+    """The first lines of each file of data/sort, plus its tokenizer and oracle, in PATH:
+    the same task, small enough that a whole run takes a second.
+    More than 256 pairs by default: selfjudge.py --offline holds out the last 256."""
+    os.makedirs(path, exist_ok=True)
+    for name, n in dict(sft=sft, pairs=pairs, prompts=prompts, test=test).items():
+        with open(os.path.join(SORT, name + ".jsonl")) as f:
+            lines = [next(f) for _ in range(n)]
+        with open(os.path.join(path, name + ".jsonl"), "w") as f:
+            f.writelines(lines)
+    for name in ("tokenizer.json", "oracle.py"):
+        with open(os.path.join(SORT, name), "rb") as src, \
+                open(os.path.join(path, name), "wb") as dst:
+            dst.write(src.read())
+    return str(path)

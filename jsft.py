@@ -1,0 +1,302 @@
+"""
+Stage 1: Judge-augmented SFT. One model learns to follow instructions (sft.jsonl) and to
+judge pairs of responses (pairs.jsonl), the judgment being one more instruction whose
+answer is a single token, A or B. Each pair is shown in both orders.
+
+    python jsft.py                                   # default task, from scratch, ~3 min CPU
+    python jsft.py --judge_ratio=0                   # plain SFT, for comparison
+    python jsft.py --rationale                       # the judge also explains its decision
+    python jsft.py --init=path/to/gpt2 --data=my_task --max_steps=2000
+
+Writes out/jsft/ckpt.pt; at the end prints the judge's agreement with the oracle on the
+policy's own pairs and the policy's oracle score: the two numbers stage 2 relies on.
+"""
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from data.task import (DataError, check_lengths, fully_right_rate, load_task, mean_score,
+                       train_tokenizer)
+from judge import DECISIONS, decision_ids, judge_query, n_held_out, onpolicy_agreement
+from model import (GPT, GPTConfig, IGNORE_INDEX, add_chat_tokens, autocast, check_vocab,
+                   encode_query, encode_response, get_device, load_checkpoint, load_tokenizer,
+                   parse_flags, save_checkpoint)
+from sample import sample_responses
+
+# -----------------------------------------------------------------------------
+# settings (override with --name=value)
+defaults = dict(
+    data="data/sort",        # task folder (sft.jsonl, pairs.jsonl, ...)
+    out_dir="out/jsft",      # where ckpt.pt goes
+    init="scratch",          # scratch | a checkpoint | a GPT-2 folder (HF layout)
+    judge_ratio=0.5,         # fraction of each batch that is judge examples (0 = plain SFT)
+    rationale=False,         # judge targets: decision + a short rationale (else decision only)
+    n_layer=4,               # model size, for --init=scratch
+    n_head=4,
+    n_embd=128,
+    block_size=128,          # context length, for --init=scratch
+    dropout=0.0,
+    vocab_size=512,          # for a tokenizer trained here when the task brings none
+    max_steps=1200,          # optimizer steps
+    batch_size=64,           # examples per micro-batch
+    grad_accum=1,            # micro-batches per optimizer step
+    lr=2e-3,                 # peak learning rate (AdamW)
+    min_lr=1e-4,             # cosine decays to this
+    warmup_steps=100,        # linear warmup
+    weight_decay=0.1,
+    grad_clip=1.0,
+    eval_interval=300,       # held-out loss every this many steps (0 = only at the end)
+    eval_prompts=200,        # test prompts for the final oracle report
+    seed=1337,
+    device="auto",           # auto: cuda, then mps, then cpu
+    resume=False,            # continue from out_dir/ckpt.pt
+    skip_bad_lines=False,    # skip malformed data lines (counted) instead of stopping
+)
+
+
+# -----------------------------------------------------------------------------
+# examples: (input ids, target ids) with IGNORE_INDEX wherever no loss is taken
+
+def sft_example(tok, prompt, response):
+    """Loss on the response and its stop token only."""
+    q, r = encode_query(tok, prompt), encode_response(tok, response)
+    return q + r, [IGNORE_INDEX] * len(q) + r
+
+
+def judge_examples(tok, pair, rationale=False):
+    """A pair yields two examples, (chosen, rejected) answered A and (rejected, chosen)
+    answered B, so the judge cannot learn a favourite position. Loss on the decision token
+    and, with rationale, on the rationale after it."""
+    a_id, b_id = decision_ids(tok)
+    c, p = pair["prompt"], pair.get("principle")
+    out = []
+    for first, second, decision, rc in ((pair["chosen"], pair["rejected"], a_id, True),
+                                        (pair["rejected"], pair["chosen"], b_id, False)):
+        q = judge_query(tok, c, first, second, p)
+        target = [decision]
+        if rationale and "rationale_chosen" in pair and "rationale_rejected" in pair:
+            ra, rb = ((pair["rationale_chosen"], pair["rationale_rejected"]) if rc else
+                      (pair["rationale_rejected"], pair["rationale_chosen"]))
+            target += encode_response(tok, f" {DECISIONS[0]} {ra} {DECISIONS[1]} {rb}")
+        out.append((q + target, [IGNORE_INDEX] * len(q) + target))
+    return out
+
+
+def example_loss(logits, targets):
+    """Cross-entropy averaged within each example, then over examples: every example
+    counts once, whatever its length. (A plain mean over tokens would give a one-token
+    judge decision a tenth of the weight of a ten-token response, and --judge_ratio would
+    not mean what it says.) logits (B, T, V), targets (B, T) -> scalar."""
+    B, T, V = logits.shape
+    tok = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="none",
+                          ignore_index=IGNORE_INDEX).view(B, T)
+    n = (targets != IGNORE_INDEX).sum(1)
+    has = n > 0  # an example with no target carries no loss (and no NaN)
+    return (tok.sum(1)[has] / n[has]).mean() if has.any() else logits.sum() * 0.0
+
+
+def collate(examples, device):
+    """Right-pad to the longest; shift by one so position t predicts token t+1."""
+    L = max(len(x) for x, _ in examples) - 1
+    idx = torch.zeros(len(examples), L, dtype=torch.long)
+    tgt = torch.full((len(examples), L), IGNORE_INDEX, dtype=torch.long)
+    for i, (x, y) in enumerate(examples):
+        idx[i, :len(x) - 1] = torch.tensor(x[:-1])
+        tgt[i, :len(y) - 1] = torch.tensor(y[1:])
+    return idx.to(device), tgt.to(device)
+
+
+def lr_at(step, cfg):
+    """Linear warmup, then cosine decay to min_lr."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * min(t, 1.0))) * (cfg.lr - cfg.min_lr)
+
+
+# -----------------------------------------------------------------------------
+# model and tokenizer from --init
+
+def init_model(cfg, task, device):
+    """-> (model, tok, start_meta). scratch: a new GPT (and a tokenizer trained on the task
+    if it brings none); a file: our checkpoint; a folder: GPT-2 weights."""
+    if cfg.init == "scratch":
+        if task.tokenizer_file:
+            tok = load_tokenizer(task.tokenizer_file)
+        else:
+            print(f"{task.path} has no tokenizer.json: training a byte-level BPE "
+                  f"({cfg.vocab_size} tokens) on its text; it is saved in the checkpoint")
+            tok = add_chat_tokens(train_tokenizer(task.texts(), cfg.vocab_size))
+        config = GPTConfig(vocab_size=tok.get_vocab_size(), block_size=cfg.block_size,
+                           n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                           dropout=cfg.dropout)
+        model = GPT(config)
+    elif os.path.isdir(cfg.init):
+        model, tok = GPT.from_pretrained(cfg.init), load_tokenizer(cfg.init)
+        model.resize_vocab(tok.get_vocab_size())  # room for the added chat tokens
+    else:
+        model, tok, _ = load_checkpoint(cfg.init)
+    check_vocab(tok, model, f"--init={cfg.init}: ")
+    return model.to(device), tok
+
+
+def build_examples(cfg, task, tok, block_size):
+    """Tokenized SFT and judge examples, each split into train and held-out parts."""
+    sft = task.require("sft") if cfg.judge_ratio < 1 else []
+    pairs = task.require("pairs") if cfg.judge_ratio > 0 else []
+    ex = lambda r: sft_example(tok, r["prompt"], r["response"])  # noqa: E731
+    sft = check_lengths(sft, lambda r: ex(r)[0], block_size, "prompt + response",
+                        cfg.skip_bad_lines)
+    pj = lambda r: max((x for x, _ in judge_examples(tok, r, cfg.rationale)), key=len)  # noqa
+    pairs = check_lengths(pairs, pj, block_size, "judge prompt + decision",
+                          cfg.skip_bad_lines)
+    n_val_sft = min(256, len(sft) // 10)
+    n_val_pairs = n_held_out(len(pairs))  # judge.py scores the same held-out pairs
+    sft_ex = [ex(r) for r in sft]
+    judge_ex = [[e for e in judge_examples(tok, r, cfg.rationale)] for r in pairs]
+    split = lambda xs, n: (xs[:len(xs) - n], xs[len(xs) - n:])  # noqa: E731
+    sft_train, sft_val = split(sft_ex, n_val_sft)
+    j_train, j_val = split(judge_ex, n_val_pairs)
+    flat = lambda xs: [e for pair in xs for e in pair]  # noqa: E731
+    return dict(sft=(sft_train, sft_val), judge=(flat(j_train), flat(j_val)))
+
+
+@torch.no_grad()
+def eval_loss(model, examples, device, batch_size=128):
+    """Mean per-example loss (as in training) over a list of examples."""
+    if not examples:
+        return float("nan")
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i:i + batch_size]
+        idx, tgt = collate(chunk, device)
+        with autocast(device):
+            logits, _ = model(idx)
+        total, count = total + example_loss(logits, tgt).item() * len(chunk), count + len(chunk)
+    model.train()
+    return total / max(count, 1)
+
+
+def policy_report(model, tok, task, cfg, device):
+    """The oracle's view of the trained model: its samples' mean score and fully-right
+    rate at temperature 1, and the judge's agreement with the oracle on its own pairs."""
+    oracle = task.get_oracle()
+    tests = task.test or task.prompts
+    if oracle is None or not tests:
+        return {}
+    prompts = [x["prompt"] for x in tests][:cfg.eval_prompts]
+    model.eval()
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    samples = [s[0]["text"] for s in sample_responses(model, tok, prompts, 1, generator=g)]
+    out = dict(oracle_score=mean_score(oracle, prompts, samples),
+               fully_right=fully_right_rate(oracle, prompts, samples))
+    if cfg.judge_ratio > 0:
+        out.update(onpolicy_agreement(model, tok, prompts, oracle, g))
+    return out
+
+
+def main(argv=None):
+    cfg = parse_flags(defaults, argv, __doc__)
+    device = get_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    task = load_task(cfg.data, cfg.skip_bad_lines)
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+
+    # 1) model, tokenizer, optimizer (fresh or resumed)
+    step, meta = 0, {}
+    if cfg.resume:
+        model, tok, meta = load_checkpoint(ckpt_path, device)
+        step = meta["step"]
+        print(f"resuming from {ckpt_path} at step {step}")
+    else:
+        model, tok = init_model(cfg, task, device)
+    print(f"model: {model.num_params() / 1e6:.2f}M parameters, context "
+          f"{model.config.block_size}, vocab {model.config.vocab_size}, device {device}")
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay),
+                             dict(params=no_decay, weight_decay=0.0)], lr=cfg.lr,
+                            betas=(0.9, 0.95))
+    if cfg.resume and meta.get("optimizer"):
+        opt.load_state_dict(meta["optimizer"])
+
+    # 2) data: SFT examples (loss on responses) and judge examples (loss on decisions)
+    ex = build_examples(cfg, task, tok, model.config.block_size)
+    (sft_train, sft_val), (j_train, j_val) = ex["sft"], ex["judge"]
+    print(f"examples: sft {len(sft_train)} train / {len(sft_val)} held out; judge "
+          f"{len(j_train)} train / {len(j_val)} held out (each pair in both orders); "
+          f"judge_ratio {cfg.judge_ratio}")
+    if not sft_train and not j_train:
+        raise DataError(f"{cfg.data}: nothing to train on")
+    n_judge = round(cfg.batch_size * cfg.judge_ratio) if sft_train else cfg.batch_size
+    n_judge = n_judge if j_train else 0
+
+    def batch(step, micro):
+        """Each batch is a function of (seed, step), so --resume continues the same run."""
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + micro)
+        pick = lambda xs, n: [xs[i] for i in torch.randint(len(xs), (n,), generator=g)]  # noqa
+        return collate(pick(j_train, n_judge) + pick(sft_train, cfg.batch_size - n_judge),
+                       device)
+
+    # 3) train
+    def evaluate():
+        return dict(sft_loss=eval_loss(model, sft_val, device),
+                    judge_loss=eval_loss(model, j_val, device))
+
+    def save(step):
+        save_checkpoint(ckpt_path, model, tok, dict(step=step, flags=dict(cfg), stage="jsft"),
+                        opt)
+
+    model.train()
+    t0 = time.time()
+    bar = tqdm(range(step, cfg.max_steps), initial=step, total=cfg.max_steps, desc="jsft",
+               dynamic_ncols=True, disable=None)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        for micro in range(cfg.grad_accum):
+            idx, tgt = batch(step, micro)
+            with autocast(device):
+                logits, _ = model(idx)
+            loss = example_loss(logits, tgt)
+            (loss / cfg.grad_accum).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_at(step, cfg):.1e}")
+        if cfg.eval_interval and (step + 1) % cfg.eval_interval == 0 and step + 1 < cfg.max_steps:
+            e = evaluate()
+            tqdm.write(f"step {step + 1}: held-out sft loss {e['sft_loss']:.4f}, "
+                       f"judge loss {e['judge_loss']:.4f}")
+            save(step + 1)
+    step = cfg.max_steps
+    save(step)
+    e = evaluate()
+    print(f"done in {time.time() - t0:.0f}s: held-out sft loss {e['sft_loss']:.4f}, judge "
+          f"loss {e['judge_loss']:.4f}; saved {ckpt_path}")
+
+    # 4) what stage 2 relies on: a policy below the ceiling and a judge that agrees
+    r = policy_report(model, tok, task, cfg, device)
+    if r:
+        print(f"policy on {min(cfg.eval_prompts, len(task.test or task.prompts))} held-out "
+              f"prompts (temperature 1): oracle score {r['oracle_score']:.3f}, fully right "
+              f"{r['fully_right']:.1%}")
+    if "agreement" in r:
+        print(f"judge on the policy's own pairs: agrees with the oracle on "
+              f"{r['agreement']:.1%} of {r['decided']} pairs it can tell apart (one order "
+              f"only: {r['agreement_one_order']:.1%}); oracle ties {r['tie_rate']:.1%}; "
+              f"position flips {r['position_flip']:.1%}")
+    return r
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")

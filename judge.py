@@ -1,0 +1,303 @@
+"""
+Self-judgment: the model reads a context and two responses and answers with one token,
+A or B. P(A is better) is read from the softmax at that token, averaged over both orders
+so that a preference for a position cancels out.
+
+    python judge.py                              # agreement on held-out pairs and own samples
+    python judge.py --best_of 16                 # self-rejection: tournament best-of-N table
+    python judge.py --ckpt out/selfjudge/ckpt.pt --data data/sort
+
+The judge prompt is defined here, once; jsft.py imports it to build training examples.
+"""
+import sys
+
+import torch
+
+from data.task import load_task, mean_score
+from model import autocast, encode_query, get_device, load_checkpoint, parse_flags
+from sample import sample_responses
+
+# -----------------------------------------------------------------------------
+# settings (override with --name=value)
+defaults = dict(
+    ckpt="out/jsft/ckpt.pt",  # checkpoint to judge with (and to sample from)
+    data="data/sort",         # task folder
+    n_prompts=200,            # held-out prompts used for on-policy agreement / best-of-N
+    best_of=0,                # >0: self-rejection table for N = 1, 2, 4, ... up to this
+    temperature=1.0,          # sampling temperature for the policy's own pairs
+    max_new_tokens=48,        # response length limit when sampling
+    seed=1337,                # seeds sampling and tournament pairing
+    device="auto",            # auto: cuda, then mps, then cpu
+)
+
+N_HELD_OUT_PAIRS = 256  # at most this many of the last pairs are held out from jsft.py
+
+
+def n_held_out(n_pairs):
+    """How many of the last pairs of pairs.jsonl are held out (jsft.py never trains on
+    them; judge.py scores them; selfjudge.py --offline leaves them out too)."""
+    return min(N_HELD_OUT_PAIRS, n_pairs // 10)
+
+PRINCIPLES = {  # kept short: every judge example and judgment pays for these tokens
+    "default": "Which is better?",
+    "correctness": "Which is correct?",
+    "format": "Which is well formatted?",
+}
+DECISIONS = ("A", "B")
+
+
+def principle_text(name):
+    """A principle's question; a name not in the table is used as the question itself,
+    so a task can bring its own principles."""
+    return PRINCIPLES.get(name or "default", name)
+
+
+def judge_text(context, response_a, response_b, principle=None):
+    """The user turn of a judgment (the chat wrapper is added by encode_query)."""
+    return f"{principle_text(principle)}\n{context}\nA: {response_a}\nB: {response_b}"
+
+
+def judge_query(tok, context, response_a, response_b, principle=None):
+    """Token ids that end right before the decision token."""
+    return encode_query(tok, judge_text(context, response_a, response_b, principle))
+
+
+_decision_cache = {}
+
+
+def decision_ids(tok):
+    """The ids of "A" and "B", checked once per tokenizer to be what the tokenizer itself
+    produces after the judge prefix: encode(prefix + d) == encode(prefix) + [id(d)]."""
+    key = id(tok)
+    hit = _decision_cache.get(key)
+    if hit is None or hit[0] is not tok:  # id() of a freed tokenizer can be reused
+        prefix = tok.decode(judge_query(tok, "x", "y", "z"), skip_special_tokens=False)
+        base = tok.encode(prefix, add_special_tokens=False).ids
+        ids = []
+        for d in DECISIONS:
+            full = tok.encode(prefix + d, add_special_tokens=False).ids
+            if full[:-1] != base or len(full) != len(base) + 1:
+                raise ValueError(f"tokenizer: decision {d!r} is not one token after the judge "
+                                 "prompt; the judge needs single-token decisions")
+            ids.append(full[-1])
+        _decision_cache[key] = (tok, tuple(ids))  # holding tok keeps its id from reuse
+    return _decision_cache[key][1]
+
+
+def response_budget(tok, contexts, block_size, margin=4):
+    """The most tokens a sampled response may have so that a judge prompt holding two of
+    them still fits the context. The margin covers re-tokenization inside the prompt
+    (e.g. a leading space)."""
+    longest = max(len(judge_query(tok, c, "", "")) for c in contexts)
+    budget = (block_size - longest - margin) // 2
+    if budget < 1:
+        raise ValueError(f"a judge prompt for these contexts needs {longest} tokens, leaving "
+                         f"no room for responses in the model's context of {block_size}")
+    return budget
+
+
+# -----------------------------------------------------------------------------
+# P(A better)
+
+@torch.no_grad()
+def decision_probs(model, tok, queries, batch_size=64, too_long="error"):
+    """Softmax over the vocabulary at each query's next position, read at the A and B ids:
+    (N, 2) float32. Raw logits of a forward pass, never a sampler's warped scores.
+    A query longer than the context is never cut (the decision would fall off the end):
+    too_long="error" raises; "undecided" gives it (0.5, 0.5), with a warning."""
+    device = next(model.parameters()).device
+    a_id, b_id = decision_ids(tok)
+    block = model.config.block_size
+    long = [i for i, q in enumerate(queries) if len(q) > block]
+    if long and too_long == "error":
+        raise ValueError(f"judge prompt of {len(queries[long[0]])} tokens is longer than the "
+                         f"model's context ({block}): the decision token would fall off the end")
+    if long:
+        print(f"warning: {len(long)} of {len(queries)} judge prompts are longer than the "
+              f"context ({block}); those pairs count as undecided (0.5)")
+    out = torch.full((len(queries), 2), 0.5)
+    fits = [i for i, q in enumerate(queries) if len(q) <= block]
+    for start in range(0, len(fits), batch_size):
+        rows = fits[start:start + batch_size]
+        chunk = [queries[i] for i in rows]
+        L = max(len(q) for q in chunk)
+        idx = torch.zeros(len(chunk), L, dtype=torch.long, device=device)
+        for j, q in enumerate(chunk):
+            idx[j, :len(q)] = torch.tensor(q, device=device)
+        last = torch.tensor([len(q) - 1 for q in chunk], device=device)
+        with autocast(device):
+            h = model.hidden(idx)[torch.arange(len(chunk), device=device), last]  # (b, C)
+        probs = torch.softmax(model.lm_head(h).float(), dim=-1)                    # (b, V)
+        out[rows] = probs[:, [a_id, b_id]].cpu()
+    return out
+
+
+def judge_orders(model, tok, contexts, responses_a, responses_b, principles=None):
+    """Decision probabilities in both orders: ab[:, 0] = P("A" | a shown first),
+    ba[:, 1] = P("B" | a shown second). principles: None, one name, or one per pair.
+    A pair too long for the context is undecided: (0.5, 0.5) in both orders."""
+    n = len(contexts)
+    if not (len(responses_a) == len(responses_b) == n):
+        raise ValueError("judge: contexts, responses_a and responses_b differ in length")
+    ps = principles if isinstance(principles, (list, tuple)) else [principles] * n
+    q_ab = [judge_query(tok, c, a, b, p) for c, a, b, p in zip(contexts, responses_a,
+                                                                  responses_b, ps)]
+    q_ba = [judge_query(tok, c, b, a, p) for c, a, b, p in zip(contexts, responses_a,
+                                                                  responses_b, ps)]
+    both = decision_probs(model, tok, q_ab + q_ba, too_long="undecided")
+    return both[:n], both[n:]
+
+
+def swap_average(ab, ba):
+    """p_a = (P(A | a,b) + P(B | b,a)) / 2, p_b likewise; returns p_a / (p_a + p_b), so a
+    judge that always answers "A" gives exactly 0.5. ab, ba: (N, 2) -> (N,)"""
+    p_a = (ab[:, 0] + ba[:, 1]) / 2
+    p_b = (ab[:, 1] + ba[:, 0]) / 2
+    return p_a / (p_a + p_b).clamp(min=1e-12)
+
+
+def judge_prob(model, tok, contexts, responses_a, responses_b, principles=None):
+    """P(response A is better than response B) per pair, averaged over both orders."""
+    if len(contexts) == 0:
+        return torch.zeros(0)
+    return swap_average(*judge_orders(model, tok, contexts, responses_a, responses_b,
+                                      principles))
+
+
+def majority(probs):
+    """Several principles: probs (K, N) P(A better) under each. A wins a pair when most
+    principles say so (p > 0.5); a tied vote goes by the mean probability, and a mean of
+    exactly 0.5 goes to A (the first response), so the outcome is deterministic.
+    Returns (a_wins (N,) bool, mean (N,))."""
+    votes = (probs > 0.5).float().sum(0) - (probs < 0.5).float().sum(0)
+    mean = probs.mean(0)
+    return torch.where(votes != 0, votes > 0, mean >= 0.5), mean
+
+
+def judge_vote(model, tok, contexts, responses_a, responses_b, principles):
+    """Principle-aware judgment: one judge_prob per principle name, then majority()."""
+    probs = torch.stack([judge_prob(model, tok, contexts, responses_a, responses_b, p)
+                         for p in principles])
+    return majority(probs)
+
+
+# -----------------------------------------------------------------------------
+# self-rejection: a knockout tournament
+
+def tournament(model, tok, contexts, candidates, generator=None, principles=None, judge_fn=None):
+    """The index of the best candidate for each context, by a knockout of pairwise
+    judgments: each round pairs the survivors at random, the odd one out gets a bye, and
+    every match of every context is judged in one batch. A match the judge cannot decide
+    (exactly 0.5) goes to the first of the two. judge_fn(contexts, a, b) -> P(a better)
+    defaults to judge_prob with this model."""
+    if any(len(c) == 0 for c in candidates):
+        raise ValueError("tournament: a context has no candidates")
+    if judge_fn is None:
+        judge_fn = lambda c, a, b: judge_prob(model, tok, c, a, b, principles)  # noqa: E731
+    alive = [list(range(len(c))) for c in candidates]
+    while any(len(a) > 1 for a in alive):
+        matches = []  # (context index, i, j)
+        for k, a in enumerate(alive):
+            if len(a) > 1:
+                order = torch.randperm(len(a), generator=generator).tolist()
+                a[:] = [a[o] for o in order]
+                matches += [(k, a[m], a[m + 1]) for m in range(0, len(a) - 1, 2)]
+        p = judge_fn([contexts[k] for k, _, _ in matches],
+                     [candidates[k][i] for k, i, _ in matches],
+                     [candidates[k][j] for k, _, j in matches])
+        winners = {}
+        for (k, i, j), pa in zip(matches, p.tolist()):
+            winners.setdefault(k, []).append(i if pa >= 0.5 else j)
+        for k, w in winners.items():
+            bye = [alive[k][-1]] if len(alive[k]) % 2 else []
+            alive[k] = w + bye
+    return [a[0] for a in alive]
+
+
+# -----------------------------------------------------------------------------
+# evaluation against the task's oracle
+
+def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=1.0,
+                       max_new_tokens=48):
+    """Sample two responses per prompt from the model's own policy; on the pairs the
+    oracle can tell apart, how often does the judge prefer the oracle's choice? Also the
+    tie rate (oracle cannot tell) and the position-flip rate (single-order decisions
+    that depend on which response is shown first)."""
+    n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
+    samples = sample_responses(model, tok, prompts, 2, n_new, temperature,
+                               generator=generator)
+    a = [s[0]["text"] for s in samples]
+    b = [s[1]["text"] for s in samples]
+    ab, ba = judge_orders(model, tok, prompts, a, b)
+    p = swap_average(ab, ba)
+    single = ab[:, 0] > ab[:, 1]                           # one order only: a shown first
+    diff = torch.tensor([oracle(c, x) - oracle(c, y) for c, x, y in zip(prompts, a, b)])
+    told = (diff != 0) & (p != 0.5)  # pairs the oracle tells apart and the judge could read
+    n = int(told.sum())
+    agree = ((p > 0.5) == (diff > 0))[told].float().mean().item() if n else float("nan")
+    agree1 = (single == (diff > 0))[told].float().mean().item() if n else float("nan")
+    flips = ((ab[:, 0] > ab[:, 1]) == (ba[:, 0] > ba[:, 1])).float().mean().item()
+    return dict(agreement=agree, agreement_one_order=agree1, decided=n,
+                tie_rate=1 - n / max(len(prompts), 1), position_flip=flips)
+
+
+def pair_agreement(model, tok, pairs):
+    """Agreement with the task's labels: P(chosen better) > 0.5, chosen shown as A or B."""
+    p = judge_prob(model, tok, [x["prompt"] for x in pairs], [x["chosen"] for x in pairs],
+                   [x["rejected"] for x in pairs], [x.get("principle") for x in pairs])
+    return (p > 0.5).float().mean().item()
+
+
+def best_of_n(model, tok, prompts, oracle, max_n=16, generator=None, temperature=1.0,
+              max_new_tokens=48):
+    """Self-rejection: max_n samples per prompt once; for N = 1, 2, 4, ... the tournament
+    winner among the first N, scored by the oracle. Returns {N: mean oracle score}."""
+    n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
+    samples = sample_responses(model, tok, prompts, max_n, n_new, temperature,
+                               generator=generator)
+    texts = [[s["text"] for s in row] for row in samples]
+    out, n = {}, 1
+    while n <= max_n:
+        win = tournament(model, tok, prompts, [t[:n] for t in texts], generator)
+        out[n] = mean_score(oracle, prompts, [t[w] for t, w in zip(texts, win)])
+        n *= 2
+    return out
+
+
+def main(argv=None):
+    cfg = parse_flags(defaults, argv, __doc__)
+    device = get_device(cfg.device)
+    model, tok, _ = load_checkpoint(cfg.ckpt, device)
+    model.eval()
+    task = load_task(cfg.data)
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    prompts = [x["prompt"] for x in task.require("test")][:cfg.n_prompts]
+    if task.oracle is None:
+        print(f"no oracle.py in {cfg.data}: oracle metrics skipped")
+    if cfg.best_of:
+        if task.oracle is None:
+            sys.exit("error: --best_of needs the task's oracle.py to score the winners")
+        table = best_of_n(model, tok, prompts, task.oracle, cfg.best_of, g, cfg.temperature,
+                          cfg.max_new_tokens)
+        print(f"self-rejection on {len(prompts)} held-out prompts (oracle mean score):")
+        for n, s in table.items():
+            print(f"  N = {n:2d}  {s:.3f}")
+        return
+    held = task.pairs[len(task.pairs) - n_held_out(len(task.pairs)):] if task.pairs else []
+    if held:
+        print(f"agreement with the task's labels on {len(held)} held-out pairs: "
+              f"{pair_agreement(model, tok, held):.1%}")
+    if task.oracle is not None:
+        r = onpolicy_agreement(model, tok, prompts, task.oracle, g, cfg.temperature,
+                               cfg.max_new_tokens)
+        print(f"on-policy pairs ({len(prompts)} prompts, two samples each): agreement with "
+              f"the oracle {r['agreement']:.1%} (one order only: "
+              f"{r['agreement_one_order']:.1%}) on {r['decided']} pairs it can tell apart; "
+              f"oracle ties {r['tie_rate']:.1%}; position flips {r['position_flip']:.1%}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,132 @@
+"""Stage 1 (JSFT): example construction, collation, the schedule, a tiny run and resume.
+
+    python -m pytest tests/test_jsft.py -q     (from the repository root; a few seconds)
+"""
+import os
+
+import pytest
+import torch
+
+import jsft
+from conftest import SORT, write_small_sort
+from data.task import DataError
+from judge import decision_ids, judge_query
+from model import IGNORE_INDEX, chat_ids, encode_query, load_checkpoint, load_tokenizer
+
+PAIR = dict(prompt="sort: 3 1 2", chosen="1 2 3", rejected="1 3 2", principle="correctness",
+            rationale_chosen="is sorted and complete.", rationale_rejected="swaps 2 and 3.")
+
+# a model small enough that a whole run is about a second
+TINY = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=8", "--eval_interval=0",
+        "--eval_prompts=4", "--device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer(SORT)
+
+
+def targeted(x, y):
+    """The (position, token) pairs that carry a loss."""
+    return [(i, t) for i, t in enumerate(y) if t != IGNORE_INDEX]
+
+
+# -----------------------------------------------------------------------------
+# examples
+
+def test_sft_example_loss_on_response_and_stop_token_only(tok):
+    x, y = jsft.sft_example(tok, "sort: 3 1 2", "1 2 3")
+    q = encode_query(tok, "sort: 3 1 2")
+    r = tok.encode("1 2 3", add_special_tokens=False).ids
+    end = chat_ids(tok)[2]
+    assert x == q + r + [end]
+    assert y == [IGNORE_INDEX] * len(q) + r + [end]
+
+
+def test_judge_examples_both_orders_loss_on_decision_only(tok):
+    a_id, b_id = decision_ids(tok)
+    (x1, y1), (x2, y2) = jsft.judge_examples(tok, PAIR)
+    q1 = judge_query(tok, PAIR["prompt"], PAIR["chosen"], PAIR["rejected"], "correctness")
+    q2 = judge_query(tok, PAIR["prompt"], PAIR["rejected"], PAIR["chosen"], "correctness")
+    assert x1 == q1 + [a_id] and x2 == q2 + [b_id]  # chosen first -> A; second -> B
+    assert targeted(x1, y1) == [(len(q1), a_id)]
+    assert targeted(x2, y2) == [(len(q2), b_id)]
+    # rationale=True without rationale fields: still the decision only
+    no_rat = {k: v for k, v in PAIR.items() if not k.startswith("rationale")}
+    assert jsft.judge_examples(tok, no_rat, rationale=True) == jsft.judge_examples(tok, no_rat)
+
+
+def test_judge_examples_with_rationale(tok):
+    a_id, b_id = decision_ids(tok)
+    end = chat_ids(tok)[2]
+    for (x, y), decision, letter in zip(jsft.judge_examples(tok, PAIR, rationale=True),
+                                        (a_id, b_id), "AB"):
+        t = [tok_id for _, tok_id in targeted(x, y)]
+        first = next(i for i, v in enumerate(y) if v != IGNORE_INDEX)
+        assert all(v != IGNORE_INDEX for v in y[first:])  # one stretch, to the end
+        assert t[0] == decision and t[-1] == end and x[first:] == t
+        text = tok.decode(t[1:], skip_special_tokens=True)
+        # the chosen response's rationale follows the letter it is shown under
+        assert f"{letter} {PAIR['rationale_chosen']}" in text
+        other = "B" if letter == "A" else "A"
+        assert f"{other} {PAIR['rationale_rejected']}" in text
+
+
+def test_collate_shifts_by_one_and_pads_targets_with_ignore_index():
+    examples = [([1, 2, 3, 4], [IGNORE_INDEX, IGNORE_INDEX, 3, 4]), ([5, 6], [IGNORE_INDEX, 6])]
+    idx, tgt = jsft.collate(examples, "cpu")
+    assert idx.tolist() == [[1, 2, 3], [5, 0, 0]]
+    assert tgt.tolist() == [[IGNORE_INDEX, 3, 4], [6, IGNORE_INDEX, IGNORE_INDEX]]
+
+
+def test_lr_warmup_then_cosine_to_min_lr():
+    cfg = jsft.parse_flags(jsft.defaults, ["--lr=1.0", "--min_lr=0.1", "--warmup_steps=10",
+                                           "--max_steps=110"])
+    lr = [jsft.lr_at(s, cfg) for s in range(120)]
+    assert lr[0] == pytest.approx(0.1) and lr[9] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(lr[:9], lr[1:10]))           # warmup rises
+    assert lr[10] == pytest.approx(1.0)
+    assert all(a > b for a, b in zip(lr[10:109], lr[11:110]))     # cosine falls
+    assert lr[60] == pytest.approx(0.55)                           # halfway: the mean
+    assert lr[110] == pytest.approx(0.1) and lr[119] == pytest.approx(0.1)
+
+
+# -----------------------------------------------------------------------------
+# end to end
+
+def test_tiny_run_saves_and_resumes(tmp_path):
+    data = write_small_sort(tmp_path / "task")
+    out = str(tmp_path / "jsft")
+    jsft.main(["--data", data, "--max_steps=3", "--out_dir", out] + TINY)
+    ckpt = os.path.join(out, "ckpt.pt")
+    model, tok, meta = load_checkpoint(ckpt)
+    assert meta["step"] == 3 and meta["stage"] == "jsft" and meta["optimizer"] is not None
+    assert meta["flags"]["max_steps"] == 3 and model.config.n_layer == 1
+    assert decision_ids(tok) == decision_ids(load_tokenizer(SORT))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    jsft.main(["--data", data, "--max_steps=5", "--out_dir", out, "--resume"] + TINY)
+    model, _, meta = load_checkpoint(ckpt)
+    assert meta["step"] == 5
+    after = model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained on
+    # batches are a function of (seed, step) and the optimizer state is restored, so
+    # 3 steps + resume to 5 is the same run as 5 steps straight
+    straight = str(tmp_path / "straight")
+    jsft.main(["--data", data, "--max_steps=5", "--out_dir", straight] + TINY)
+    ref = load_checkpoint(os.path.join(straight, "ckpt.pt"))[0].state_dict()
+    for k in ref:
+        torch.testing.assert_close(after[k], ref[k], atol=1e-6, rtol=0)
+
+
+def test_malformed_data_names_file_and_line(tmp_path):
+    data = write_small_sort(tmp_path / "task", sft=5)
+    sft = os.path.join(data, "sft.jsonl")
+    with open(sft) as f:
+        lines = f.readlines()
+    lines[2] = '{"prompt": "sort: 3 1", "response": \n'
+    with open(sft, "w") as f:
+        f.writelines(lines)
+    with pytest.raises(DataError, match=r"sft\.jsonl:3: not valid JSON"):
+        jsft.main(["--data", data, "--max_steps=1", "--out_dir", str(tmp_path / "o")] + TINY)
+    assert not os.path.exists(tmp_path / "o" / "ckpt.pt")

@@ -1,0 +1,271 @@
+"""Stage 2 (self-training): the DPO-style losses, response log-probs, pairs from
+judgments, and tiny on-policy, offline and LoRA runs end to end.
+
+    python -m pytest tests/test_selfjudge.py -q     (from the repository root; seconds)
+"""
+import copy
+import json
+import math
+import os
+
+import pytest
+import torch
+
+import jsft
+import selfjudge
+from conftest import SORT, make_tiny, write_small_sort
+from judge import response_budget
+from model import Linear, load_checkpoint, load_tokenizer
+from sample import sample_responses
+from selfjudge import dpo_loss, make_pairs, response_logps
+
+TINY_JSFT = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=8", "--eval_interval=0",
+             "--eval_prompts=4", "--block_size=256", "--device=cpu"]
+TINY_SJ = ["--max_steps=2", "--batch_size=4", "--eval_interval=1", "--eval_prompts=4",
+           "--max_new_tokens=8", "--cutoff=keep", "--device=cpu"]
+STEP_KEYS = {"step", "loss", "margin", "reward_acc", "logp_chosen", "logp_rejected"}
+
+
+@pytest.fixture(scope="module")
+def task_and_ckpt(tmp_path_factory):
+    """A small slice of the sort task and a 2-step JSFT checkpoint trained on it."""
+    root = tmp_path_factory.mktemp("selfjudge")
+    data = write_small_sort(root / "task")
+    jsft.main(["--data", data, "--max_steps=2", "--out_dir", str(root / "jsft")] + TINY_JSFT)
+    return data, str(root / "jsft" / "ckpt.pt")
+
+
+def run_selfjudge(task_and_ckpt, out, *extra):
+    data, ckpt = task_and_ckpt
+    selfjudge.main(["--data", data, "--init", ckpt, "--out_dir", str(out)] + TINY_SJ
+                   + list(extra))
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return load_checkpoint(os.path.join(out, "ckpt.pt")), rows
+
+
+# -----------------------------------------------------------------------------
+# the loss
+
+def test_dpo_loss_known_answers_at_equal_log_ratios():
+    pc, pr = torch.tensor([-3.0, -10.0]), torch.tensor([-5.0, -2.0])
+    rc, rr = pc - 0.7, pr - 0.7  # both log-ratios 0.7: no preference yet
+    beta = 0.25
+    for kind, expected in (("sigmoid", math.log(2)), ("hinge", 1.0),
+                           ("ipo", 1 / (4 * beta ** 2))):
+        loss, _, _ = dpo_loss(pc, pr, rc, rr, beta, kind)
+        assert loss.item() == pytest.approx(expected, rel=1e-6), kind
+
+
+def test_dpo_loss_large_margin():
+    pc, pr, rc, rr = (torch.tensor([v]) for v in (0.0, -200.0, 0.0, 0.0))  # h = 200
+    sigmoid, _, _ = dpo_loss(pc, pr, rc, rr, 0.1, "sigmoid")
+    hinge, _, _ = dpo_loss(pc, pr, rc, rr, 0.1, "hinge")
+    assert 0 <= sigmoid.item() < 1e-8
+    assert hinge.item() == 0.0  # beta * h = 20 is past the margin of 1
+    just_short, _, _ = dpo_loss(pc, torch.tensor([-5.0]), rc, rr, 0.1, "hinge")  # beta*h=0.5
+    assert just_short.item() == pytest.approx(0.5)
+    ipo, _, _ = dpo_loss(pc, torch.tensor([-5.0]), rc, rr, 0.1, "ipo")  # h = 1/(2 beta)
+    assert ipo.item() == pytest.approx(0.0)
+
+
+def test_dpo_rewards_are_beta_log_ratios_and_detached():
+    pc = torch.tensor([-1.0, -2.0], requires_grad=True)
+    pr = torch.tensor([-3.0, -1.0], requires_grad=True)
+    rc, rr = torch.tensor([-2.0, -2.5]), torch.tensor([-2.0, -1.5])
+    loss, rw_c, rw_r = dpo_loss(pc, pr, rc, rr, beta=0.5)
+    torch.testing.assert_close(rw_c, torch.tensor([0.5, 0.25]))
+    torch.testing.assert_close(rw_r, torch.tensor([-0.5, 0.25]))
+    assert loss.requires_grad and not rw_c.requires_grad and not rw_r.requires_grad
+    loss.backward()
+    assert (pc.grad < 0).all() and (pr.grad > 0).all()  # raise chosen, lower rejected
+
+
+def test_dpo_loss_unknown_kind_raises():
+    x = torch.zeros(1)
+    with pytest.raises(ValueError, match="unknown loss"):
+        dpo_loss(x, x, x, x, 0.1, "hingee")
+
+
+def test_one_step_raises_chosen_minus_rejected_log_ratio():
+    ref = make_tiny().requires_grad_(False)
+    policy = copy.deepcopy(ref).train().requires_grad_(True)
+    queries, chosen, rejected = [[1, 2, 3], [4, 5]], [[6, 7, 8], [9]], [[10, 11], [12, 13, 14]]
+
+    def margin():
+        pol, _ = response_logps(policy, queries * 2, chosen + rejected, "cpu")
+        with torch.no_grad():
+            ref_lp, _ = response_logps(ref, queries * 2, chosen + rejected, "cpu")
+        h = (pol[:2] - ref_lp[:2]) - (pol[2:] - ref_lp[2:])
+        return pol, ref_lp, h
+
+    pol, ref_lp, h = margin()
+    assert h.abs().max().item() == 0.0  # policy == reference
+    loss, _, _ = dpo_loss(pol[:2], pol[2:], ref_lp[:2], ref_lp[2:], 0.1)
+    assert loss.item() == pytest.approx(math.log(2))
+    opt = torch.optim.SGD(policy.parameters(), lr=1e-2)
+    loss.backward()
+    opt.step()
+    _, _, h = margin()
+    assert (h > 0).all(), h
+
+
+# -----------------------------------------------------------------------------
+# response log-probabilities
+
+def manual_logp(model, q, r):
+    logits, _ = model(torch.tensor([q + r]))
+    lp = torch.log_softmax(logits[0], -1)
+    return sum(lp[len(q) - 1 + t, tok].item() for t, tok in enumerate(r))
+
+
+def test_response_logps_equal_manual_sum(tiny):
+    q, r = [1, 2, 3, 4], [5, 6, 7]
+    summed, mean = response_logps(tiny, [q], [r], "cpu")
+    assert summed.dtype == torch.float32 and summed.shape == (1,)
+    assert summed.item() == pytest.approx(manual_logp(tiny, q, r), abs=1e-4)
+    assert mean.item() == pytest.approx(summed.item() / 3, abs=1e-5)
+
+
+def test_response_logps_score_the_stop_token(tiny):
+    q, r, end = [1, 2, 3], [5, 6], 9
+    without, _ = response_logps(tiny, [q], [r], "cpu")
+    with_end, mean = response_logps(tiny, [q], [r + [end]], "cpu")
+    logits, _ = tiny(torch.tensor([q + r]))
+    lp_end = torch.log_softmax(logits[0, -1], -1)[end].item()
+    assert (with_end - without).item() == pytest.approx(lp_end, abs=1e-4)
+    assert mean.item() == pytest.approx(with_end.item() / 3, abs=1e-5)  # 3 response tokens
+
+
+def test_response_logps_padding_does_not_leak(tiny):
+    queries = [[1, 2], [3, 4, 5, 6, 7], [8]]
+    responses = [[9, 10, 11, 12, 13, 14], [15], [16, 17]]
+    batched, batched_mean = response_logps(tiny, queries, responses, "cpu")
+    for i, (q, r) in enumerate(zip(queries, responses)):
+        alone, alone_mean = response_logps(tiny, [q], [r], "cpu")
+        torch.testing.assert_close(batched[i], alone[0], atol=1e-4, rtol=0)
+        torch.testing.assert_close(batched_mean[i], alone_mean[0], atol=1e-5, rtol=0)
+
+
+# -----------------------------------------------------------------------------
+# pairs from judgments
+
+def s(ids, stopped=True):
+    return dict(ids=list(ids), text=" ".join(map(str, ids)), stopped=stopped)
+
+
+def test_make_pairs_winner_is_chosen():
+    a, b = [s([1, 2]), s([3, 4])], [s([5]), s([6])]
+    pairs, skipped = make_pairs(["p", "q"], a, b, [0.8, 0.3])
+    assert skipped == dict(identical=0, undecided=0, cut_off=0)
+    assert [(x["prompt"], x["chosen"]["ids"], x["rejected"]["ids"]) for x in pairs] == \
+        [("p", [1, 2], [5]), ("q", [6], [3, 4])]
+    assert [x["confidence"] for x in pairs] == pytest.approx([0.8, 0.7])
+
+
+def test_make_pairs_skips_identical_and_undecided():
+    a = [s([1, 2]), s([3]), s([4]), s([5]), s([7])]
+    b = [s([1, 2]), s([9]), s([8]), s([6]), s([8])]
+    p = [0.9, 0.5, 0.55, 0.35, 0.65]
+    pairs, skipped = make_pairs(list("abcde"), a, b, p)
+    assert skipped == dict(identical=1, undecided=1, cut_off=0)
+    assert [x["prompt"] for x in pairs] == ["c", "d", "e"]
+    # min_confidence: |2p - 1| must reach it (0.1 and 0.3 against 0.2)
+    pairs, skipped = make_pairs(list("abcde"), a, b, p, min_confidence=0.2)
+    assert skipped == dict(identical=1, undecided=2, cut_off=0)
+    assert [x["prompt"] for x in pairs] == ["d", "e"]
+
+
+def test_make_pairs_cutoff_drop_or_keep():
+    a = [s([1], stopped=False), s([2]), s([3])]
+    b = [s([4]), s([5], stopped=False), s([6])]
+    pairs, skipped = make_pairs(list("abc"), a, b, [0.9, 0.1, 0.9], cutoff="drop")
+    assert [x["prompt"] for x in pairs] == ["c"] and skipped["cut_off"] == 2
+    pairs, skipped = make_pairs(list("abc"), a, b, [0.9, 0.1, 0.9], cutoff="keep")
+    assert [x["prompt"] for x in pairs] == ["a", "b", "c"] and skipped["cut_off"] == 0
+
+
+# -----------------------------------------------------------------------------
+# end to end
+
+def check_metrics(rows, max_steps, on_policy):
+    assert rows[0]["step"] == 0 and all(k.startswith("eval_") or k == "step" for k in rows[0])
+    steps = rows[1:]
+    assert [r["step"] for r in steps] == list(range(1, max_steps + 1))  # one line a step
+    for r in steps:
+        assert not r.get("skipped"), r
+        assert STEP_KEYS <= set(r) and all(math.isfinite(r[k]) for k in STEP_KEYS)
+        assert "eval_judge_pref" in r and "eval_oracle_score" in r  # eval_interval=1
+        assert ("judge_conf" in r) == on_policy
+
+
+def test_on_policy_run_writes_checkpoint_and_metrics(task_and_ckpt, tmp_path):
+    (model, tok, meta), rows = run_selfjudge(task_and_ckpt, tmp_path)
+    check_metrics(rows, 2, on_policy=True)
+    assert meta["step"] == 2 and meta["stage"] == "selfjudge" and meta["mode"] == "on-policy"
+    init = load_checkpoint(task_and_ckpt[1])[0].state_dict()
+    assert any(not torch.equal(v, init[k]) for k, v in model.state_dict().items())
+
+
+def test_offline_run(task_and_ckpt, tmp_path):
+    (model, tok, meta), rows = run_selfjudge(task_and_ckpt, tmp_path, "--offline")
+    check_metrics(rows, 2, on_policy=False)
+    assert meta["mode"] == "offline"
+
+
+def test_lora_run_trains_adapters_only(task_and_ckpt, tmp_path):
+    (model, tok, meta), rows = run_selfjudge(task_and_ckpt, tmp_path, "--lora_rank=2")
+    check_metrics(rows, 2, on_policy=True)
+    assert model.config.lora_rank == 2
+    sd, init = model.state_dict(), load_checkpoint(task_and_ckpt[1])[0].state_dict()
+    lora = [k for k in sd if "lora_" in k]
+    assert any(k.endswith("lora_A") for k in lora) and any(k.endswith("lora_B") for k in lora)
+    assert any(sd[k].abs().max() > 0 for k in lora if k.endswith("lora_B"))  # trained
+    assert set(sd) - set(lora) == set(init)
+    for k in init:  # the base weights are the frozen reference
+        assert torch.equal(sd[k], init[k]), k
+
+
+# -----------------------------------------------------------------------------
+# fixed bugs: each test is named after the bug it pins
+
+def test_lora_eval_samples_the_policy_with_adapters_on(task_and_ckpt, tmp_path, monkeypatch):
+    """With LoRA the reference is the policy with its adapters off. main() evaluates with
+    `with ref_ctx() as r: evaluate(policy, r, ...)`, so evaluate() samples the policy while
+    its adapters are off: every eval_ number of a LoRA run describes the JSFT model."""
+    adapters_on = []
+    real = selfjudge.evaluate
+
+    def spy(policy, *args, **kw):
+        adapters_on.append(all(m.lora_enabled for m in policy.modules()
+                               if isinstance(m, Linear) and m.rank > 0))
+        return real(policy, *args, **kw)
+
+    monkeypatch.setattr(selfjudge, "evaluate", spy)
+    run_selfjudge(task_and_ckpt, tmp_path, "--lora_rank=2", "--max_steps=1")
+    assert len(adapters_on) == 2 and adapters_on[-1]  # step 0, then step 1
+
+
+def test_offline_on_a_task_with_few_pairs(task_and_ckpt, tmp_path):
+    """jsft.py holds out min(256, len(pairs) // 10) pairs, selfjudge.py --offline always
+    the last 256: with 100 pairs the pool is empty and torch.randint fails deep inside."""
+    data = write_small_sort(tmp_path / "few", pairs=100)
+    run_selfjudge((data, task_and_ckpt[1]), tmp_path / "out", "--offline")
+
+
+def test_evaluate_survives_samples_too_long_to_judge():
+    """selfjudge.evaluate sampled with sample_responses' default 48 new tokens, as were the
+    reference texts, and judged them without checking that the judge prompt fits: a
+    policy that rarely stops crashed the run at its step-0 evaluation. Now main() caps
+    responses at judge.response_budget and passes that cap to evaluate()."""
+    tok = load_tokenizer(SORT)
+    model = make_tiny(vocab_size=tok.get_vocab_size(), block_size=128, n_layer=1)
+    prompts = ["sort: 3 1 2", "sort: 40 7 13 5"]
+    g = torch.Generator().manual_seed(0)
+    n_new = response_budget(tok, prompts, model.config.block_size)
+    assert n_new < 48
+    ref_texts = [x[0]["text"] for x in sample_responses(model, tok, prompts, 1, n_new,
+                                                        generator=g)]
+    e = selfjudge.evaluate(model, tok, prompts, None, ref_texts, 0,
+                           lambda: selfjudge._Nothing(model), n_new)
+    assert "judge_pref" in e
