@@ -30,8 +30,8 @@ n_sft = 6000           # demonstrations
 n_pairs = 6000         # preference pairs
 n_prompts = 2000       # on-policy prompts for self-training
 n_test = 200           # held-out prompts
-min_len, max_len = 3, 8  # list length
-max_num = 99           # numbers are 0..max_num
+min_len, max_len = 3, 6  # list length
+max_num = 9            # numbers are 0..max_num: digits, whose order a tiny GPT learns fast
 sft_right = 0.5        # share of demonstrations that are fully right
 plausible_share = 0.25  # share of pairs with a sorted, right-length, wrong-number response
 label_noise = 0.10     # target share of labels that disagree with the oracle
@@ -196,8 +196,12 @@ def generate(seed=seed, out_dir=out_dir):
                 a = right if rng.random() < 0.8 else corrupt(rng, right, 1)
                 b = plausible_wrong(rng, right, rng.choice((1, 2)))
             else:
-                ka, kb = rng.choices((0, 1, 2), (0.3, 0.45, 0.25), k=2)  # mistakes per side
-                a, b = corrupt(rng, right, ka), corrupt(rng, right, kb)
+                # the worse response is the better one plus one more mistake, so "fewer
+                # mistakes" is well defined and every pair asks one question: where is the
+                # extra error? (Two independently corrupted responses differ for incidental
+                # reasons, e.g. a swap costs 1 edit and a move 2: near coin-flip labels.)
+                a = corrupt(rng, right, 0 if rng.random() < 0.6 else 1)
+                b = corrupt(rng, a, 1)
             if a != b and score(p, fmt(a)) != score(p, fmt(b)):
                 break
         if rng.random() < 0.5:
