@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from data.task import (DataError, check_lengths, fully_right_rate, load_task, mean_score,
                        train_tokenizer)
-from judge import DECISIONS, decision_ids, judge_query, n_held_out, onpolicy_agreement
+from judge import (DECISIONS, decision_ids, judge_query, n_held_out, onpolicy_agreement,
+                   task_principles)
 from model import (GPT, GPTConfig, IGNORE_INDEX, add_chat_tokens, autocast, check_vocab,
                    encode_query, encode_response, get_device, load_checkpoint, load_tokenizer,
                    parse_flags, save_checkpoint)
@@ -34,7 +35,7 @@ defaults = dict(
     data="data/sort",        # task folder (sft.jsonl, pairs.jsonl, ...)
     out_dir="out/jsft",      # where ckpt.pt goes
     init="scratch",          # scratch | a checkpoint | a GPT-2 folder (HF layout)
-    judge_ratio=0.5,         # fraction of each batch that is judge examples (0 = plain SFT)
+    judge_ratio=0.7,         # fraction of each batch that is judge examples (0 = plain SFT)
     rationale=False,         # judge targets: decision + a short rationale (else decision only)
     n_layer=4,               # model size, for --init=scratch
     n_head=4,
@@ -42,7 +43,7 @@ defaults = dict(
     block_size=128,          # context length, for --init=scratch
     dropout=0.0,
     vocab_size=512,          # for a tokenizer trained here when the task brings none
-    max_steps=1200,          # optimizer steps
+    max_steps=1500,          # optimizer steps
     batch_size=64,           # examples per micro-batch
     grad_accum=1,            # micro-batches per optimizer step
     lr=2e-3,                 # peak learning rate (AdamW)
@@ -197,7 +198,8 @@ def policy_report(model, tok, task, cfg, device):
     out = dict(oracle_score=mean_score(oracle, prompts, samples),
                fully_right=fully_right_rate(oracle, prompts, samples))
     if cfg.judge_ratio > 0:
-        out.update(onpolicy_agreement(model, tok, prompts, oracle, g))
+        out.update(onpolicy_agreement(model, tok, prompts, oracle, g,
+                                      principle=task_principles(task)[0]))
     return out
 
 

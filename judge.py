@@ -181,6 +181,21 @@ def judge_vote(model, tok, contexts, responses_a, responses_b, principles):
     return majority(probs)
 
 
+def task_principles(task):
+    """The principles a task's pairs were labelled under ([None]: the default question).
+    Judge with these: a question the judge never saw in training is a different task."""
+    return list(task.principles) or [None]
+
+
+def judge_by_principles(model, tok, contexts, responses_a, responses_b, principles=(None,)):
+    """P(a better) under a task's principles: judge_prob for one; for several, the
+    majority vote's side with the mean probability's confidence."""
+    if len(principles) == 1:
+        return judge_prob(model, tok, contexts, responses_a, responses_b, principles[0])
+    wins, mean = judge_vote(model, tok, contexts, responses_a, responses_b, principles)
+    return torch.where(wins, mean.clamp(min=0.5 + 1e-6), mean.clamp(max=0.5 - 1e-6))
+
+
 # -----------------------------------------------------------------------------
 # self-rejection: a knockout tournament
 
@@ -189,11 +204,12 @@ def tournament(model, tok, contexts, candidates, generator=None, principles=None
     judgments: each round pairs the survivors at random, the odd one out gets a bye, and
     every match of every context is judged in one batch. A match the judge cannot decide
     (exactly 0.5) goes to the first of the two. judge_fn(contexts, a, b) -> P(a better)
-    defaults to judge_prob with this model."""
+    defaults to judge_by_principles with this model and `principles` (a list)."""
     if any(len(c) == 0 for c in candidates):
         raise ValueError("tournament: a context has no candidates")
     if judge_fn is None:
-        judge_fn = lambda c, a, b: judge_prob(model, tok, c, a, b, principles)  # noqa: E731
+        ps = principles or (None,)
+        judge_fn = lambda c, a, b: judge_by_principles(model, tok, c, a, b, ps)  # noqa: E731
     alive = [list(range(len(c))) for c in candidates]
     while any(len(a) > 1 for a in alive):
         matches = []  # (context index, i, j)
@@ -218,7 +234,7 @@ def tournament(model, tok, contexts, candidates, generator=None, principles=None
 # evaluation against the task's oracle
 
 def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=1.0,
-                       max_new_tokens=48):
+                       max_new_tokens=48, principle=None):
     """Sample two responses per prompt from the model's own policy; on the pairs the
     oracle can tell apart, how often does the judge prefer the oracle's choice? Also the
     tie rate (oracle cannot tell) and the position-flip rate (single-order decisions
@@ -228,7 +244,7 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
                                generator=generator)
     a = [s[0]["text"] for s in samples]
     b = [s[1]["text"] for s in samples]
-    ab, ba = judge_orders(model, tok, prompts, a, b)
+    ab, ba = judge_orders(model, tok, prompts, a, b, principle)
     p = swap_average(ab, ba)
     single = ab[:, 0] > ab[:, 1]                           # one order only: a shown first
     diff = torch.tensor([oracle(c, x) - oracle(c, y) for c, x, y in zip(prompts, a, b)])
@@ -249,7 +265,7 @@ def pair_agreement(model, tok, pairs):
 
 
 def best_of_n(model, tok, prompts, oracle, max_n=16, generator=None, temperature=1.0,
-              max_new_tokens=48):
+              max_new_tokens=48, principles=(None,)):
     """Self-rejection: max_n samples per prompt once; for N = 1, 2, 4, ... the tournament
     winner among the first N, scored by the oracle. Returns {N: mean oracle score}."""
     n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
@@ -258,7 +274,7 @@ def best_of_n(model, tok, prompts, oracle, max_n=16, generator=None, temperature
     texts = [[s["text"] for s in row] for row in samples]
     out, n = {}, 1
     while n <= max_n:
-        win = tournament(model, tok, prompts, [t[:n] for t in texts], generator)
+        win = tournament(model, tok, prompts, [t[:n] for t in texts], generator, principles)
         out[n] = mean_score(oracle, prompts, [t[w] for t, w in zip(texts, win)])
         n *= 2
     return out
@@ -278,7 +294,7 @@ def main(argv=None):
         if task.oracle is None:
             sys.exit("error: --best_of needs the task's oracle.py to score the winners")
         table = best_of_n(model, tok, prompts, task.oracle, cfg.best_of, g, cfg.temperature,
-                          cfg.max_new_tokens)
+                          cfg.max_new_tokens, task_principles(task))
         print(f"self-rejection on {len(prompts)} held-out prompts (oracle mean score):")
         for n, s in table.items():
             print(f"  N = {n:2d}  {s:.3f}")
@@ -289,7 +305,7 @@ def main(argv=None):
               f"{pair_agreement(model, tok, held):.1%}")
     if task.oracle is not None:
         r = onpolicy_agreement(model, tok, prompts, task.oracle, g, cfg.temperature,
-                               cfg.max_new_tokens)
+                               cfg.max_new_tokens, task_principles(task)[0])
         print(f"on-policy pairs ({len(prompts)} prompts, two samples each): agreement with "
               f"the oracle {r['agreement']:.1%} (one order only: "
               f"{r['agreement_one_order']:.1%}) on {r['decided']} pairs it can tell apart; "

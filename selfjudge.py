@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from data.task import DataError, fully_right_rate, load_task, mean_score, win_rate
-from judge import judge_prob, judge_vote, n_held_out, response_budget, tournament
+from judge import (judge_by_principles, n_held_out, response_budget, task_principles,
+                   tournament)
 from model import (GPT, GPTConfig, autocast, encode_query, encode_response, get_device,
                    load_checkpoint, parse_flags, save_checkpoint, sequence_logprobs)
 from sample import sample_responses
@@ -133,21 +134,12 @@ def make_pairs(prompts, samples_a, samples_b, p_a, min_confidence=0.0, cutoff="d
     return pairs, skipped
 
 
-def judge_pairs(judge_model, tok, prompts, a, b, principles):
-    """P(a better) under the task's principles: one principle, or a majority over several."""
-    ta, tb = [x["text"] for x in a], [x["text"] for x in b]
-    if len(principles) <= 1:
-        return judge_prob(judge_model, tok, prompts, ta, tb, principles[0] if principles else None)
-    wins, mean = judge_vote(judge_model, tok, prompts, ta, tb, principles)
-    # keep the confidence of the mean but the side the majority picked
-    return torch.where(wins, mean.clamp(min=0.5 + 1e-6), mean.clamp(max=0.5 - 1e-6))
-
-
 # -----------------------------------------------------------------------------
 # evaluation
 
 @torch.no_grad()
-def evaluate(policy, tok, prompts, oracle, ref_texts, seed, judge_ctx, max_new_tokens):
+def evaluate(policy, tok, prompts, oracle, ref_texts, seed, judge_ctx, max_new_tokens,
+             principles=(None,)):
     """Oracle score of the policy's samples on held-out prompts, and how much the judge
     prefers them over the reference's (a signal that needs no oracle). The policy samples
     as it is (adapters on); judge_ctx() yields the judge."""
@@ -156,7 +148,8 @@ def evaluate(policy, tok, prompts, oracle, ref_texts, seed, judge_ctx, max_new_t
     texts = [s[0]["text"] for s in sample_responses(policy, tok, prompts, 1, max_new_tokens,
                                                     generator=g)]
     with judge_ctx() as judge_model:
-        pref = judge_prob(judge_model, tok, prompts, texts, ref_texts).mean().item()
+        pref = judge_by_principles(judge_model, tok, prompts, texts, ref_texts,
+                                   principles).mean().item()
     out = dict(judge_pref=pref, mean_len=sum(len(t.split()) for t in texts) / len(texts))
     if oracle is not None:
         out.update(oracle_score=mean_score(oracle, prompts, texts),
@@ -215,7 +208,7 @@ def main(argv=None):
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     if cfg.resume and meta.get("optimizer"):
         opt.load_state_dict(meta["optimizer"])
-    principles = list(task.principles) or [None]
+    principles = task_principles(task)
     mode = "offline" if cfg.offline else "offpolicy" if cfg.offpolicy else "on-policy"
     print(f"{mode} training from {cfg.init}: {sum(p.numel() for p in params) / 1e6:.2f}M "
           f"trainable parameters, loss {cfg.loss}, beta {cfg.beta}, judge {cfg.judge}")
@@ -244,7 +237,8 @@ def main(argv=None):
         if cfg.offpolicy:
             print(f"sampling and judging {len(prompts)} pairs once from the initial policy")
             s = sample_responses(r0, tok, prompts, 2, n_new, cfg.temperature, cfg.top_p, g0)
-            p = judge_pairs(r0, tok, prompts, [x[0] for x in s], [x[1] for x in s], principles)
+            p = judge_by_principles(r0, tok, prompts, [x[0]["text"] for x in s],
+                                    [x[1]["text"] for x in s], principles)
             fixed_pairs, _ = make_pairs(prompts, [x[0] for x in s], [x[1] for x in s],
                                         p.tolist(), cfg.min_confidence, cfg.cutoff)
 
@@ -255,7 +249,8 @@ def main(argv=None):
     if not cfg.resume and os.path.exists(metrics_path):
         os.remove(metrics_path)
     if step == 0 and tests:
-        e = evaluate(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge_ctx, n_new)
+        e = evaluate(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge_ctx, n_new,
+                         principles)
         log(dict(step=0, **{"eval_" + k: v for k, v in e.items()}))
         tqdm.write(f"step 0: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
 
@@ -279,7 +274,8 @@ def main(argv=None):
             a, b = [x[0] for x in s], [x[1] for x in s]
             # b) the judge: the frozen reference, or the policy itself (ablation)
             with judge_ctx() as judge_model:
-                p = judge_pairs(judge_model, tok, batch, a, b, principles)
+                p = judge_by_principles(judge_model, tok, batch, [x["text"] for x in a],
+                                        [x["text"] for x in b], principles)
             policy.train()
             pairs, skipped = make_pairs(batch, a, b, p.tolist(), cfg.min_confidence, cfg.cutoff)
             stats.update(identical=skipped["identical"] / len(batch),
@@ -316,7 +312,8 @@ def main(argv=None):
                      logp_rejected=pol_sum[n:].mean().item())
         bar.set_postfix(loss=f"{stats['loss']:.3f}", margin=f"{stats['margin']:.2f}")
         if cfg.eval_interval and (step + 1) % cfg.eval_interval == 0 and tests:
-            e = evaluate(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge_ctx, n_new)
+            e = evaluate(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge_ctx, n_new,
+                         principles)
             stats.update({"eval_" + k: v for k, v in e.items()})
             tqdm.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
         log(stats)
@@ -367,7 +364,7 @@ def report(cfg):
         rows.append((os.path.basename(d), texts))
         if d == dirs[-1] and cfg.best_of > 1:
             cands = [[x["text"] for x in s] for s in samples]
-            win = tournament(model, tok, prompts, cands, g)
+            win = tournament(model, tok, prompts, cands, g, task_principles(task))
             rows.append((f"{os.path.basename(d)} + best-of-{cfg.best_of}",
                          [c[w] for c, w in zip(cands, win)]))
     print(f"\nheld-out prompts: {len(prompts)} ({cfg.data}/test.jsonl), one sample each at "

@@ -293,3 +293,30 @@ def test_onpolicy_agreement_survives_samples_too_long_to_judge(tok):
     r = onpolicy_agreement(model, tok, CONTEXTS, oracle, torch.Generator().manual_seed(0),
                            max_new_tokens=48)
     assert "agreement" in r
+
+
+def test_evaluation_judges_with_the_task_principle_not_the_default(monkeypatch):
+    """The judge is trained on "Which is correct?" (the sort task's principle), but the
+    on-policy agreement, the tournament and selfjudge's evaluation used to ask the default
+    "Which is better?", a question it never saw: on one checkpoint that alone cost 11
+    points of agreement. Every evaluation now judges under the task's principles."""
+    import jsft
+    from data.task import load_task
+    from judge import task_principles
+    task = load_task(SORT)
+    assert task_principles(task) == ["correctness"]
+    seen = []
+    real = judge.judge_orders
+
+    def spy(model, tok, contexts, a, b, principles=None):
+        seen.append(principles)
+        return real(model, tok, contexts, a, b, principles)
+
+    monkeypatch.setattr(judge, "judge_orders", spy)
+    tok = load_tokenizer(SORT)
+    model = make_tiny(vocab_size=tok.get_vocab_size(), block_size=128, n_layer=1)
+    cfg = dict(eval_prompts=3, seed=0, judge_ratio=0.5)
+    jsft.policy_report(model, tok, task, type("C", (), cfg)(), "cpu")
+    judge.tournament(model, tok, ["sort: 2 1"], [["1 2", "2 1", "1 1"]],
+                     torch.Generator().manual_seed(0), task_principles(task))
+    assert seen and all(p == "correctness" for p in seen)
