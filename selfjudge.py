@@ -342,39 +342,42 @@ class _Nothing:
 
 @torch.no_grad()
 def report(cfg):
-    """Each checkpoint's samples on held-out prompts against the first checkpoint's
-    (JSFT): oracle win rate (ties excluded) and tie rate, mean score, fully right; and the
-    last checkpoint with self-rejection (tournament best-of-N judged by itself)."""
+    """The results table. Each checkpoint samples best_of responses per held-out prompt
+    (temperature 1); each row compares them with the first checkpoint's (JSFT), sample i
+    against sample i: oracle win rate (ties excluded) and tie rate, mean score, fully
+    right. The last checkpoint also gets self-rejection: its tournament winner per prompt,
+    compared with each of the first checkpoint's samples."""
     device = get_device(cfg.device)
     task = load_task(cfg.data)
     oracle = task.get_oracle()
     if oracle is None:
         sys.exit(f"error: --report needs {cfg.data}/oracle.py to score responses")
     prompts = [x["prompt"] for x in task.require("test")][:cfg.eval_prompts]
+    n = max(1, cfg.best_of)
+    flat_prompts = [p for p in prompts for _ in range(n)]
     rows, base = [], None
     dirs = [d for d in cfg.report_dirs.split(",") if d]
     for d in dirs:
-        path = os.path.join(d, "ckpt.pt")
-        model, tok, _ = load_checkpoint(path, device)
+        model, tok, _ = load_checkpoint(os.path.join(d, "ckpt.pt"), device)
         model.eval()
         g = torch.Generator(device=device).manual_seed(cfg.seed)
-        samples = sample_responses(model, tok, prompts, max(1, cfg.best_of), generator=g)
-        texts = [s[0]["text"] for s in samples]
+        cands = [[x["text"] for x in s] for s in sample_responses(model, tok, prompts, n,
+                                                                  generator=g)]
+        texts = [t for c in cands for t in c]
         base = texts if base is None else base
         rows.append((os.path.basename(d), texts))
-        if d == dirs[-1] and cfg.best_of > 1:
-            cands = [[x["text"] for x in s] for s in samples]
+        if d == dirs[-1] and n > 1:
             win = tournament(model, tok, prompts, cands, g, task_principles(task))
-            rows.append((f"{os.path.basename(d)} + best-of-{cfg.best_of}",
-                         [c[w] for c, w in zip(cands, win)]))
-    print(f"\nheld-out prompts: {len(prompts)} ({cfg.data}/test.jsonl), one sample each at "
-          "temperature 1; win rate against the first row, ties excluded")
-    print(f"{'model':28s} {'win rate':>9s} {'ties':>6s} {'score':>6s} {'fully right':>12s}")
+            rows.append((f"{os.path.basename(d)} + best-of-{n}",
+                         [c[w] for c, w in zip(cands, win) for _ in range(n)]))
+    print(f"\n{len(prompts)} held-out prompts ({cfg.data}/test.jsonl) x {n} samples at "
+          f"temperature 1; win rate against {rows[0][0]}, ties excluded")
+    print(f"{'model':24s} {'win rate':>9s} {'ties':>6s} {'score':>6s} {'fully right':>12s}")
     for name, texts in rows:
-        w = win_rate(oracle, prompts, texts, base)
-        print(f"{name:28s} {w['win_rate']:9.1%} {w['tie_rate']:6.1%} "
-              f"{mean_score(oracle, prompts, texts):6.3f} "
-              f"{fully_right_rate(oracle, prompts, texts):12.1%}")
+        w = win_rate(oracle, flat_prompts, texts, base)
+        print(f"{name:24s} {w['win_rate']:9.1%} {w['tie_rate']:6.1%} "
+              f"{mean_score(oracle, flat_prompts, texts):6.3f} "
+              f"{fully_right_rate(oracle, flat_prompts, texts):12.1%}")
 
 
 if __name__ == "__main__":
