@@ -242,7 +242,8 @@ def main(argv=None):
     def batch(step, micro):
         """Each batch is a function of (seed, step), so --resume continues the same run."""
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + micro)
-        pick = lambda xs, n: [xs[i] for i in torch.randint(len(xs), (n,), generator=g)]  # noqa
+        def pick(xs, n):  # randint refuses an empty range even for zero draws
+            return [xs[i] for i in torch.randint(len(xs), (n,), generator=g)] if n else []
         return collate(pick(j_train, n_judge) + pick(sft_train, cfg.batch_size - n_judge),
                        device)
 
