@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from data.task import (DataError, check_lengths, fully_right_rate, load_task, mean_score,
                        train_tokenizer)
-from judge import (DECISIONS, decision_ids, judge_query, n_held_out, onpolicy_agreement,
-                   task_principles)
+from judge import (DECISIONS, decision_ids, describe_agreement, judge_query, n_held_out,
+                   onpolicy_agreement, task_principles)
 from model import (GPT, GPTConfig, IGNORE_INDEX, add_chat_tokens, autocast, check_vocab,
                    encode_query, encode_response, get_device, load_checkpoint, load_tokenizer,
                    parse_flags, save_checkpoint)
@@ -291,10 +291,7 @@ def main(argv=None):
               f"prompts (temperature 1): oracle score {r['oracle_score']:.3f}, fully right "
               f"{r['fully_right']:.1%}")
     if "agreement" in r:
-        print(f"judge on the policy's own pairs: agrees with the oracle on "
-              f"{r['agreement']:.1%} of {r['decided']} pairs it can tell apart (one order "
-              f"only: {r['agreement_one_order']:.1%}); oracle ties {r['tie_rate']:.1%}; "
-              f"position flips {r['position_flip']:.1%}")
+        print(describe_agreement(r))
     return r
 
 

@@ -257,6 +257,14 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
                 tie_rate=1 - n / max(len(prompts), 1), position_flip=flips)
 
 
+def describe_agreement(r):
+    """One line for onpolicy_agreement's result, as judge.py and jsft.py print it."""
+    return (f"judge on the policy's own pairs: agrees with the oracle on {r['agreement']:.1%} "
+            f"of {r['decided']} pairs it can tell apart (one order only: "
+            f"{r['agreement_one_order']:.1%}); oracle ties {r['tie_rate']:.1%}; "
+            f"position flips {r['position_flip']:.1%}")
+
+
 def pair_agreement(model, tok, pairs):
     """Agreement with the task's labels: P(chosen better) > 0.5, chosen shown as A or B."""
     p = judge_prob(model, tok, [x["prompt"] for x in pairs], [x["chosen"] for x in pairs],
@@ -306,10 +314,7 @@ def main(argv=None):
     if task.oracle is not None:
         r = onpolicy_agreement(model, tok, prompts, task.oracle, g, cfg.temperature,
                                cfg.max_new_tokens, task_principles(task)[0])
-        print(f"on-policy pairs ({len(prompts)} prompts, two samples each): agreement with "
-              f"the oracle {r['agreement']:.1%} (one order only: "
-              f"{r['agreement_one_order']:.1%}) on {r['decided']} pairs it can tell apart; "
-              f"oracle ties {r['tie_rate']:.1%}; position flips {r['position_flip']:.1%}")
+        print(f"{len(prompts)} held-out prompts, two samples each; " + describe_agreement(r))
 
 
 if __name__ == "__main__":
