@@ -432,7 +432,7 @@ def load_checkpoint(path, device="cpu"):
         raise FileNotFoundError(f"{path}: checkpoint not found (train one first, e.g. "
                                 "`python jsft.py`, or pass --init scratch)")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
+        ckpt = torch.load(path, map_location=device, weights_only=True)  # no code from files
     except Exception as e:
         raise ValueError(f"{path}: not a readable checkpoint (truncated or foreign file?): "
                          f"{type(e).__name__}: {e}") from None
