@@ -248,9 +248,10 @@ def main(argv=None):
                        device)
 
     # 3) train
-    def evaluate():
-        return dict(sft_loss=eval_loss(model, sft_val, device),
-                    judge_loss=eval_loss(model, j_val, device))
+    def evaluate():  # a part with no examples (e.g. --judge_ratio=0) reads "n/a"
+        return {k: f"{v:.4f}" if v == v else "n/a" for k, v in (
+            ("sft_loss", eval_loss(model, sft_val, device)),
+            ("judge_loss", eval_loss(model, j_val, device)))}
 
     def save(step):
         save_checkpoint(ckpt_path, model, tok, dict(step=step, flags=dict(cfg), stage="jsft"),
@@ -275,14 +276,14 @@ def main(argv=None):
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_at(step, cfg):.1e}")
         if cfg.eval_interval and (step + 1) % cfg.eval_interval == 0 and step + 1 < cfg.max_steps:
             e = evaluate()
-            tqdm.write(f"step {step + 1}: held-out sft loss {e['sft_loss']:.4f}, "
-                       f"judge loss {e['judge_loss']:.4f}")
+            tqdm.write(f"step {step + 1}: held-out sft loss {e['sft_loss']}, "
+                       f"judge loss {e['judge_loss']}")
             save(step + 1)
     step = cfg.max_steps
     save(step)
     e = evaluate()
-    print(f"done in {time.time() - t0:.0f}s: held-out sft loss {e['sft_loss']:.4f}, judge "
-          f"loss {e['judge_loss']:.4f}; saved {ckpt_path}")
+    print(f"done in {time.time() - t0:.0f}s: held-out sft loss {e['sft_loss']}, judge "
+          f"loss {e['judge_loss']}; saved {ckpt_path}")
 
     # 4) what stage 2 relies on: a policy below the ceiling and a judge that agrees
     r = policy_report(model, tok, task, cfg, device)
