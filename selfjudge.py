@@ -37,13 +37,13 @@ defaults = dict(
     offpolicy=False,           # sample and judge pairs once from the initial policy
     judge="reference",         # reference (frozen JSFT) | current (the policy judges itself)
     loss="sigmoid",            # sigmoid (DPO) | hinge (SLiC) | ipo
-    beta=0.1,                  # strength of the pull towards the reference
+    beta=0.5,                  # strength of the pull towards the reference
     sft_weight=0.0,            # + this x NLL of chosen responses (per token)
     min_confidence=0.0,        # train only on pairs the judge decides by |2p-1| >= this
     cutoff="drop",             # a sample cut off at max_new_tokens: drop the pair | keep
     max_steps=150,             # optimizer steps
     batch_size=32,             # prompts per step (two samples each)
-    lr=1e-4,                   # AdamW learning rate (constant after warmup)
+    lr=1e-5,                   # AdamW learning rate (constant after warmup)
     warmup_steps=10,
     grad_clip=1.0,
     temperature=1.0,           # sampling temperature for the pairs
@@ -252,7 +252,7 @@ def main(argv=None):
         e = evaluate(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge_ctx, n_new,
                          principles)
         log(dict(step=0, **{"eval_" + k: v for k, v in e.items()}))
-        tqdm.write(f"step 0: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
+        tqdm.write("step 0: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
 
     # 3) train
     t0 = time.time()
