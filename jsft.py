@@ -26,7 +26,7 @@ from judge import (DECISIONS, decision_ids, describe_agreement, judge_query, n_h
                    onpolicy_agreement, task_principles)
 from model import (GPT, GPTConfig, IGNORE_INDEX, add_chat_tokens, autocast, check_vocab,
                    encode_query, encode_response, get_device, load_checkpoint, load_tokenizer,
-                   parse_flags, save_checkpoint)
+                   pad_right, parse_flags, save_checkpoint)
 from sample import sample_responses
 
 # -----------------------------------------------------------------------------
@@ -103,13 +103,8 @@ def example_loss(logits, targets):
 
 def collate(examples, device):
     """Right-pad to the longest; shift by one so position t predicts token t+1."""
-    L = max(len(x) for x, _ in examples) - 1
-    idx = torch.zeros(len(examples), L, dtype=torch.long)
-    tgt = torch.full((len(examples), L), IGNORE_INDEX, dtype=torch.long)
-    for i, (x, y) in enumerate(examples):
-        idx[i, :len(x) - 1] = torch.tensor(x[:-1])
-        tgt[i, :len(y) - 1] = torch.tensor(y[1:])
-    return idx.to(device), tgt.to(device)
+    return (pad_right([x[:-1] for x, _ in examples], 0, device),
+            pad_right([y[1:] for _, y in examples], IGNORE_INDEX, device))
 
 
 def lr_at(step, cfg):

@@ -14,7 +14,7 @@ import sys
 import torch
 
 from data.task import load_task, mean_score
-from model import autocast, encode_query, get_device, load_checkpoint, parse_flags
+from model import autocast, encode_query, get_device, load_checkpoint, pad_right, parse_flags
 from sample import sample_responses
 
 # -----------------------------------------------------------------------------
@@ -120,10 +120,7 @@ def decision_probs(model, tok, queries, batch_size=64, too_long="error"):
     for start in range(0, len(fits), batch_size):
         rows = fits[start:start + batch_size]
         chunk = [queries[i] for i in rows]
-        L = max(len(q) for q in chunk)
-        idx = torch.zeros(len(chunk), L, dtype=torch.long, device=device)
-        for j, q in enumerate(chunk):
-            idx[j, :len(q)] = torch.tensor(q, device=device)
+        idx = pad_right(chunk, device=device)
         last = torch.tensor([len(q) - 1 for q in chunk], device=device)
         with autocast(device):
             h = model.hidden(idx)[torch.arange(len(chunk), device=device), last]  # (b, C)

@@ -396,7 +396,18 @@ def decode_response(tok, ids):
 
 
 # -----------------------------------------------------------------------------
-# log-probabilities
+# batches and log-probabilities
+
+def pad_right(seqs, value=0, device="cpu"):
+    """Lists of token ids of any lengths -> (B, L) LongTensor, each row left-aligned and
+    filled with `value` past its end. Every stage batches ragged sequences this way; the
+    lengths say where each row ends (a pad id is never used to find the end)."""
+    L = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), L), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+    return out.to(device)
+
 
 def sequence_logprobs(logits, targets, mask):
     """Summed log-probability of each row's masked targets.

@@ -16,7 +16,8 @@ import time
 import torch
 
 from model import (GPT, GPTConfig, KVCache, autocast, chat_ids, check_vocab, decode_response,
-                   encode_query, get_device, load_checkpoint, load_tokenizer, parse_flags)
+                   encode_query, get_device, load_checkpoint, load_tokenizer, pad_right,
+                   parse_flags)
 
 # -----------------------------------------------------------------------------
 # settings (override with --name=value)
@@ -90,9 +91,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
     active = torch.arange(B, device=device)  # original row index of each row still running
 
     # 1) prefill: right-padded prompts; each row's next-token logits sit at its last token
-    idx = torch.zeros(B, longest, dtype=torch.long, device=device)
-    for b, p in enumerate(prompts):
-        idx[b, :len(p)] = torch.tensor(p, device=device)
+    idx = pad_right(prompts, device=device)
     cache = None
     if use_cache:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -127,10 +126,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
                 logits = logits[:, -1]
             else:
                 seqs = [prompts[r] + out[r] for r in active.tolist()]
-                L = max(len(s) for s in seqs)
-                idx = torch.zeros(len(seqs), L, dtype=torch.long, device=device)
-                for i, s in enumerate(seqs):
-                    idx[i, :len(s)] = torch.tensor(s, device=device)
+                idx = pad_right(seqs, device=device)
                 last = torch.tensor([len(s) - 1 for s in seqs], device=device)
                 h = model.hidden(idx)
                 logits = model.lm_head(h[torch.arange(len(seqs), device=device), last]).float()

@@ -24,7 +24,7 @@ from data.task import DataError, fully_right_rate, load_task, mean_score, win_ra
 from judge import (judge_by_principles, n_held_out, response_budget, task_principles,
                    tournament)
 from model import (GPT, GPTConfig, autocast, encode_query, encode_response, get_device,
-                   load_checkpoint, parse_flags, save_checkpoint, sequence_logprobs)
+                   load_checkpoint, pad_right, parse_flags, save_checkpoint, sequence_logprobs)
 from sample import sample_responses
 
 # -----------------------------------------------------------------------------
@@ -97,15 +97,11 @@ def response_logps(model, queries, responses, device):
     (summed (N,), per-token mean (N,)). responses are the sampled ids themselves, the stop
     token included when it was produced, so it is scored and trained."""
     seqs = [q + r for q, r in zip(queries, responses)]
-    L = max(len(s) for s in seqs) - 1
-    idx = torch.zeros(len(seqs), L, dtype=torch.long)
-    tgt = torch.zeros(len(seqs), L, dtype=torch.long)
-    mask = torch.zeros(len(seqs), L)
-    for i, (q, s) in enumerate(zip(queries, seqs)):
-        idx[i, :len(s) - 1] = torch.tensor(s[:-1])
-        tgt[i, :len(s) - 1] = torch.tensor(s[1:])
-        mask[i, len(q) - 1:len(s) - 1] = 1.0   # the targets that are response tokens
-    idx, tgt, mask = idx.to(device), tgt.to(device), mask.to(device)
+    idx = pad_right([s[:-1] for s in seqs], device=device)
+    tgt = pad_right([s[1:] for s in seqs], device=device)
+    # 1.0 on the targets that are response tokens (the query's tokens and padding: 0.0)
+    mask = pad_right([[0] * (len(q) - 1) + [1] * len(r) for q, r in zip(queries, responses)],
+                     device=device).float()
     with autocast(device):
         logits, _ = model(idx)
     summed = sequence_logprobs(logits, tgt, mask)
