@@ -245,21 +245,27 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
     p = swap_average(ab, ba)
     single = ab[:, 0] > ab[:, 1]                           # one order only: a shown first
     diff = torch.tensor([oracle(c, x) - oracle(c, y) for c, x, y in zip(prompts, a, b)])
-    told = (diff != 0) & (p != 0.5)  # pairs the oracle tells apart and the judge could read
+    unread = p == 0.5  # too long for the context (or exactly undecided)
+    told = (diff != 0) & ~unread  # pairs the oracle tells apart and the judge could read
     n = int(told.sum())
     agree = ((p > 0.5) == (diff > 0))[told].float().mean().item() if n else float("nan")
     agree1 = (single == (diff > 0))[told].float().mean().item() if n else float("nan")
     flips = ((ab[:, 0] > ab[:, 1]) == (ba[:, 0] > ba[:, 1])).float().mean().item()
     return dict(agreement=agree, agreement_one_order=agree1, decided=n,
-                tie_rate=1 - n / max(len(prompts), 1), position_flip=flips)
+                tie_rate=(diff == 0).float().mean().item(),
+                undecided=unread.float().mean().item(), position_flip=flips)
 
 
 def describe_agreement(r):
     """One line for onpolicy_agreement's result, as judge.py and jsft.py print it."""
+    if r["decided"] == 0:
+        return (f"judge on the policy's own pairs: no pair to score (oracle ties "
+                f"{r['tie_rate']:.1%}, judge undecided {r['undecided']:.1%})")
     return (f"judge on the policy's own pairs: agrees with the oracle on {r['agreement']:.1%} "
             f"of {r['decided']} pairs it can tell apart (one order only: "
             f"{r['agreement_one_order']:.1%}); oracle ties {r['tie_rate']:.1%}; "
-            f"position flips {r['position_flip']:.1%}")
+            f"position flips {r['position_flip']:.1%}"
+            + (f"; judge undecided {r['undecided']:.1%}" if r["undecided"] else ""))
 
 
 def pair_agreement(model, tok, pairs):

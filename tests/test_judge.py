@@ -293,6 +293,12 @@ def test_onpolicy_agreement_survives_samples_too_long_to_judge(tok):
     r = onpolicy_agreement(model, tok, CONTEXTS, oracle, torch.Generator().manual_seed(0),
                            max_new_tokens=48)
     assert "agreement" in r
+    # pairs the judge could not read are counted apart from oracle ties, and the report
+    # line never prints "nan%"
+    assert 0.0 <= r["undecided"] <= 1.0 and 0.0 <= r["tie_rate"] <= 1.0
+    assert "nan" not in judge.describe_agreement(r)
+    unread = dict(r, decided=0, agreement=float("nan"), undecided=1.0)
+    assert "nan" not in judge.describe_agreement(unread)
 
 
 def test_evaluation_judges_with_the_task_principle_not_the_default(monkeypatch):
