@@ -245,7 +245,9 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
     p = swap_average(ab, ba)
     single = ab[:, 0] > ab[:, 1]                           # one order only: a shown first
     diff = torch.tensor([oracle(c, x) - oracle(c, y) for c, x, y in zip(prompts, a, b)])
-    unread = p == 0.5  # too long for the context (or exactly undecided)
+    # exactly 0.5 on two different responses: too long for the context (identical
+    # responses also give 0.5, by symmetry; they are oracle ties, not judge failures)
+    unread = (p == 0.5) & torch.tensor([x != y for x, y in zip(a, b)])
     told = (diff != 0) & ~unread  # pairs the oracle tells apart and the judge could read
     n = int(told.sum())
     agree = ((p > 0.5) == (diff > 0))[told].float().mean().item() if n else float("nan")
