@@ -145,16 +145,17 @@ def build_examples(cfg, task, tok, block_size):
     """Tokenized SFT and judge examples, each split into train and held-out parts."""
     sft = task.require("sft") if cfg.judge_ratio < 1 else []
     pairs = task.require("pairs") if cfg.judge_ratio > 0 else []
-    ex = lambda r: sft_example(tok, r["prompt"], r["response"])  # noqa: E731
-    sft = check_lengths(sft, lambda r: ex(r)[0], block_size, "prompt + response",
-                        cfg.skip_bad_lines)
-    pj = lambda r: max((x for x, _ in judge_examples(tok, r, cfg.rationale)), key=len)  # noqa
-    pairs = check_lengths(pairs, pj, block_size, "judge prompt + decision",
+    # tokenize each record once; check_lengths then reads the ids (and names file:line)
+    sft = [dict(r, _ex=[sft_example(tok, r["prompt"], r["response"])]) for r in sft]
+    pairs = [dict(r, _ex=judge_examples(tok, r, cfg.rationale)) for r in pairs]
+    longest = lambda r: max((x for x, _ in r["_ex"]), key=len)  # noqa: E731
+    sft = check_lengths(sft, longest, block_size, "prompt + response", cfg.skip_bad_lines)
+    pairs = check_lengths(pairs, longest, block_size, "judge prompt + decision",
                           cfg.skip_bad_lines)
     n_val_sft = min(256, len(sft) // 10)
     n_val_pairs = n_held_out(len(pairs))  # judge.py scores the same held-out pairs
-    sft_ex = [ex(r) for r in sft]
-    judge_ex = [[e for e in judge_examples(tok, r, cfg.rationale)] for r in pairs]
+    sft_ex = [r["_ex"][0] for r in sft]
+    judge_ex = [r["_ex"] for r in pairs]
     split = lambda xs, n: (xs[:len(xs) - n], xs[len(xs) - n:])  # noqa: E731
     sft_train, sft_val = split(sft_ex, n_val_sft)
     j_train, j_val = split(judge_ex, n_val_pairs)

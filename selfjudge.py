@@ -11,6 +11,7 @@ a DPO-style step towards the winner, relative to the reference.
 
 Writes out/selfjudge/ckpt.pt and out/selfjudge/metrics.jsonl (one line per step).
 """
+import contextlib
 import json
 import os
 import sys
@@ -193,10 +194,10 @@ def main(argv=None):
 
     def ref_ctx():
         """The frozen reference: a second model, or the policy with its adapters off."""
-        return policy.adapters_off() if ref is None else _Nothing(ref)
+        return policy.adapters_off() if ref is None else contextlib.nullcontext(ref)
 
     def judge_ctx():
-        return _Nothing(policy) if cfg.judge == "current" else ref_ctx()
+        return contextlib.nullcontext(policy) if cfg.judge == "current" else ref_ctx()
     if cfg.judge not in ("reference", "current"):
         raise ValueError(f"--judge={cfg.judge!r}: use reference or current")
     policy.train()
@@ -318,19 +319,6 @@ def main(argv=None):
     save_checkpoint(ckpt_path, policy, tok, dict(step=cfg.max_steps, flags=dict(cfg),
                                                  stage="selfjudge", mode=mode), opt)
     print(f"done in {time.time() - t0:.0f}s; saved {ckpt_path} and {metrics_path}")
-
-
-class _Nothing:
-    """`with _Nothing(x) as y`: y is x; the reference when it is a separate model."""
-
-    def __init__(self, x):
-        self.x = x
-
-    def __enter__(self):
-        return self.x
-
-    def __exit__(self, *exc):
-        return False
 
 
 # -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ judgments, and tiny on-policy, offline and LoRA runs end to end.
 
     python -m pytest tests/test_selfjudge.py -q     (from the repository root; seconds)
 """
+import contextlib
 import copy
 import json
 import math
@@ -267,5 +268,5 @@ def test_evaluate_survives_samples_too_long_to_judge():
     ref_texts = [x[0]["text"] for x in sample_responses(model, tok, prompts, 1, n_new,
                                                         generator=g)]
     e = selfjudge.evaluate(model, tok, prompts, None, ref_texts, 0,
-                           lambda: selfjudge._Nothing(model), n_new)
+                           lambda: contextlib.nullcontext(model), n_new)
     assert "judge_pref" in e
