@@ -252,7 +252,10 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
     n = int(told.sum())
     agree = ((p > 0.5) == (diff > 0))[told].float().mean().item() if n else float("nan")
     agree1 = (single == (diff > 0))[told].float().mean().item() if n else float("nan")
-    flips = ((ab[:, 0] > ab[:, 1]) == (ba[:, 0] > ba[:, 1])).float().mean().item()
+    # a flip: the same letter in both orders, so the decision followed the position; counted
+    # on the pairs scored above (identical responses always "flip": that says nothing)
+    flipped = (ab[:, 0] > ab[:, 1]) == (ba[:, 0] > ba[:, 1])
+    flips = flipped[told].float().mean().item() if n else float("nan")
     return dict(agreement=agree, agreement_one_order=agree1, decided=n,
                 tie_rate=(diff == 0).float().mean().item(),
                 undecided=unread.float().mean().item(), position_flip=flips)
@@ -266,7 +269,7 @@ def describe_agreement(r):
     return (f"judge on the policy's own pairs: agrees with the oracle on {r['agreement']:.1%} "
             f"of {r['decided']} pairs it can tell apart (one order only: "
             f"{r['agreement_one_order']:.1%}); oracle ties {r['tie_rate']:.1%}; "
-            f"position flips {r['position_flip']:.1%}"
+            f"position flips on those pairs {r['position_flip']:.1%}"
             + (f"; judge undecided {r['undecided']:.1%}" if r["undecided"] else ""))
 
 

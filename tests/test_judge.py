@@ -326,3 +326,32 @@ def test_evaluation_judges_with_the_task_principle_not_the_default(monkeypatch):
     judge.tournament(model, tok, ["sort: 2 1"], [["1 2", "2 1", "1 1"]],
                      torch.Generator().manual_seed(0), task_principles(task))
     assert seen and all(p == "correctness" for p in seen)
+
+
+def test_position_flips_are_counted_on_the_scored_pairs_not_on_identical_ones(monkeypatch):
+    """Identical samples give the same prompt in both orders, so the judge necessarily
+    answers the same letter twice: counting them as position flips made a perfect judge
+    look position-biased. Flips are now counted on the pairs the agreement scores."""
+    pairs = [("1 2", "1 2"), ("1 2", "2 1"), ("3", "3"), ("2 1", "1 2")]
+    fake = [[dict(text=a), dict(text=b)] for a, b in pairs]
+    monkeypatch.setattr(judge, "sample_responses", lambda *a, **k: fake)
+    monkeypatch.setattr(judge, "response_budget", lambda *a, **k: 8)
+    oracle = lambda p, r: float(r == "1 2")  # noqa: E731
+
+    def judged(biased):
+        def orders(model, tok, contexts, a, b, principle=None):
+            def probs(xs, ys):  # perfect: the sorted one wins; biased: always "A", more
+                # sure when A is the sorted one, so the average still picks it
+                right = [[1.0, 0.0] if x == "1 2" else [0.0, 1.0] for x in xs]
+                sure = [[0.9, 0.1] if x == "1 2" else [0.6, 0.4] for x in xs]
+                return torch.tensor(sure if biased else right)
+            return probs(a, b), probs(b, a)
+        monkeypatch.setattr(judge, "judge_orders", orders)
+        model = type("M", (), dict(config=type("C", (), dict(block_size=64))))()
+        return onpolicy_agreement(model, None, ["sort: 2 1"] * 4, oracle)
+
+    perfect, biased = judged(False), judged(True)
+    assert perfect["decided"] == 2 and perfect["agreement"] == 1.0
+    assert perfect["position_flip"] == 0.0
+    assert biased["agreement"] == 1.0 and biased["agreement_one_order"] == 0.5
+    assert biased["position_flip"] == 1.0
