@@ -23,6 +23,7 @@ defaults = dict(
     ckpt="out/jsft/ckpt.pt",  # checkpoint to judge with (and to sample from)
     data="data/sort",         # task folder
     n_prompts=200,            # held-out prompts used for on-policy agreement / best-of-N
+    pairs_per_prompt=4,       # own-sample pairs judged per prompt for the agreement
     best_of=0,                # >0: self-rejection table for N = 1, 2, 4, ... up to this
     temperature=1.0,          # sampling temperature for the policy's own pairs
     max_new_tokens=48,        # response length limit when sampling
@@ -231,16 +232,20 @@ def tournament(model, tok, contexts, candidates, generator=None, principles=None
 # evaluation against the task's oracle
 
 def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=1.0,
-                       max_new_tokens=48, principle=None):
-    """Sample two responses per prompt from the model's own policy; on the pairs the
-    oracle can tell apart, how often does the judge prefer the oracle's choice? Also the
-    tie rate (oracle cannot tell) and the position-flip rate (single-order decisions
-    that depend on which response is shown first)."""
+                       max_new_tokens=48, principle=None, pairs_per_prompt=4):
+    """Sample 2 x pairs_per_prompt responses per prompt from the model's own policy and
+    judge them in disjoint pairs; on the pairs the oracle can tell apart, how often does
+    the judge prefer the oracle's choice? Also the tie rate (oracle cannot tell) and the
+    position-flip rate (single-order decisions that depend on which response is shown
+    first). Several pairs per prompt: one pair each leaves ~150 scored pairs and a
+    standard error of ~4 points; four pairs each bring it to ~2."""
     n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
-    samples = sample_responses(model, tok, prompts, 2, n_new, temperature,
+    k = pairs_per_prompt
+    samples = sample_responses(model, tok, prompts, 2 * k, n_new, temperature,
                                generator=generator)
-    a = [s[0]["text"] for s in samples]
-    b = [s[1]["text"] for s in samples]
+    prompts = [c for c in prompts for _ in range(k)]
+    a = [s[2 * i]["text"] for s in samples for i in range(k)]
+    b = [s[2 * i + 1]["text"] for s in samples for i in range(k)]
     ab, ba = judge_orders(model, tok, prompts, a, b, principle)
     p = swap_average(ab, ba)
     single = ab[:, 0] > ab[:, 1]                           # one order only: a shown first
@@ -256,9 +261,15 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
     # on the pairs scored above (identical responses always "flip": that says nothing)
     flipped = (ab[:, 0] > ab[:, 1]) == (ba[:, 0] > ba[:, 1])
     flips = flipped[told].float().mean().item() if n else float("nan")
+    # the confident judgments (|2p - 1| >= 0.5): what selfjudge.py --min_confidence keeps
+    sure = told & ((2 * p - 1).abs() >= 0.5)
+    right = (p > 0.5) == (diff > 0)
+    agree_sure = right[sure].float().mean().item() if sure.any() else float("nan")
     return dict(agreement=agree, agreement_one_order=agree1, decided=n,
                 tie_rate=(diff == 0).float().mean().item(),
-                undecided=unread.float().mean().item(), position_flip=flips)
+                undecided=unread.float().mean().item(), position_flip=flips,
+                agreement_confident=agree_sure,
+                confident_share=sure.sum().item() / n if n else float("nan"))
 
 
 def describe_agreement(r):
@@ -270,6 +281,9 @@ def describe_agreement(r):
             f"of {r['decided']} pairs it can tell apart (one order only: "
             f"{r['agreement_one_order']:.1%}); oracle ties {r['tie_rate']:.1%}; "
             f"position flips on those pairs {r['position_flip']:.1%}"
+            + (f"; on the {r['confident_share']:.0%} judged with confidence |2p-1| >= 0.5 "
+               f"it agrees on {r['agreement_confident']:.1%}" if r.get("confident_share")
+               else "")
             + (f"; judge undecided {r['undecided']:.1%}" if r["undecided"] else ""))
 
 
@@ -321,8 +335,10 @@ def main(argv=None):
               f"{pair_agreement(model, tok, held):.1%}")
     if task.oracle is not None:
         r = onpolicy_agreement(model, tok, prompts, task.oracle, g, cfg.temperature,
-                               cfg.max_new_tokens, task_principles(task)[0])
-        print(f"{len(prompts)} held-out prompts, two samples each; " + describe_agreement(r))
+                               cfg.max_new_tokens, task_principles(task)[0],
+                               cfg.pairs_per_prompt)
+        print(f"{len(prompts)} held-out prompts, {cfg.pairs_per_prompt} pairs of samples each; "
+              + describe_agreement(r))
 
 
 if __name__ == "__main__":

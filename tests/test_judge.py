@@ -348,10 +348,15 @@ def test_position_flips_are_counted_on_the_scored_pairs_not_on_identical_ones(mo
             return probs(a, b), probs(b, a)
         monkeypatch.setattr(judge, "judge_orders", orders)
         model = type("M", (), dict(config=type("C", (), dict(block_size=64))))()
-        return onpolicy_agreement(model, None, ["sort: 2 1"] * 4, oracle)
+        return onpolicy_agreement(model, None, ["sort: 2 1"] * 4, oracle, pairs_per_prompt=1)
 
     perfect, biased = judged(False), judged(True)
     assert perfect["decided"] == 2 and perfect["agreement"] == 1.0
     assert perfect["position_flip"] == 0.0
     assert biased["agreement"] == 1.0 and biased["agreement_one_order"] == 0.5
     assert biased["position_flip"] == 1.0
+    # confidence: the perfect judge is sure of every pair, the biased one (p = 0.65) of none
+    assert perfect["confident_share"] == 1.0 and perfect["agreement_confident"] == 1.0
+    assert biased["confident_share"] == 0.0
+    assert "0.5 it agrees on 100.0%" in judge.describe_agreement(perfect)
+    assert "nan" not in judge.describe_agreement(biased)
