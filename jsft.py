@@ -37,6 +37,7 @@ defaults = dict(
     init="scratch",          # scratch | a checkpoint | a GPT-2 folder (HF layout)
     judge_ratio=0.7,         # fraction of each batch that is judge examples (0 = plain SFT)
     rationale=False,         # judge targets: decision + a short rationale (else decision only)
+    pair_orders=True,        # both orders of a pair in the same batch (False: drawn apart)
     n_layer=4,               # model size, for --init=scratch
     n_head=4,
     n_embd=128,
@@ -115,6 +116,26 @@ def lr_at(step, cfg):
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * min(t, 1.0))) * (cfg.lr - cfg.min_lr)
 
 
+def draw_batch(cfg, step, micro, judge_pairs, sft, device):
+    """A batch of judge examples (cfg.judge_ratio of it) and SFT examples, as a function
+    of (seed, step, micro) alone, so --resume continues the same run. judge_pairs: one
+    list of two examples (both orders) per pair. With cfg.pair_orders both orders of each
+    drawn pair sit in the batch: the gradient sees the same two responses answered "A"
+    one way round and "B" the other, so what it rewards is telling the responses apart,
+    not a position (README, "Ablations", measures the difference)."""
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + micro)
+
+    def pick(xs, n):  # randint refuses an empty range even for zero draws
+        return [xs[i] for i in torch.randint(len(xs), (n,), generator=g)] if n else []
+    n_judge = round(cfg.batch_size * cfg.judge_ratio) if sft else cfg.batch_size
+    n_pairs = n_judge // 2 if judge_pairs else 0  # judge examples come two at a time
+    if cfg.pair_orders:
+        judge = [e for pair in pick(judge_pairs, n_pairs) for e in pair]
+    else:
+        judge = [pair[i % 2] for i, pair in enumerate(pick(judge_pairs, 2 * n_pairs))]
+    return collate(judge + pick(sft, cfg.batch_size - len(judge)), device)
+
+
 # -----------------------------------------------------------------------------
 # model and tokenizer from --init
 
@@ -160,7 +181,8 @@ def build_examples(cfg, task, tok, block_size):
     sft_train, sft_val = split(sft_ex, n_val_sft)
     j_train, j_val = split(judge_ex, n_val_pairs)
     flat = lambda xs: [e for pair in xs for e in pair]  # noqa: E731
-    return dict(sft=(sft_train, sft_val), judge=(flat(j_train), flat(j_val)))
+    # judge training examples stay grouped by pair (both orders), so a batch can hold both
+    return dict(sft=(sft_train, sft_val), judge=(j_train, flat(j_val)))
 
 
 @torch.no_grad()
@@ -228,20 +250,10 @@ def main(argv=None):
     ex = build_examples(cfg, task, tok, model.config.block_size)
     (sft_train, sft_val), (j_train, j_val) = ex["sft"], ex["judge"]
     print(f"examples: sft {len(sft_train)} train / {len(sft_val)} held out; judge "
-          f"{len(j_train)} train / {len(j_val)} held out (each pair in both orders); "
+          f"{2 * len(j_train)} train / {len(j_val)} held out (each pair in both orders); "
           f"judge_ratio {cfg.judge_ratio}")
     if not sft_train and not j_train:
         raise DataError(f"{cfg.data}: nothing to train on")
-    n_judge = round(cfg.batch_size * cfg.judge_ratio) if sft_train else cfg.batch_size
-    n_judge = n_judge if j_train else 0
-
-    def batch(step, micro):
-        """Each batch is a function of (seed, step), so --resume continues the same run."""
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + micro)
-        def pick(xs, n):  # randint refuses an empty range even for zero draws
-            return [xs[i] for i in torch.randint(len(xs), (n,), generator=g)] if n else []
-        return collate(pick(j_train, n_judge) + pick(sft_train, cfg.batch_size - n_judge),
-                       device)
 
     # 3) train
     def evaluate():  # a part with no examples (e.g. --judge_ratio=0) reads "n/a"
@@ -261,7 +273,7 @@ def main(argv=None):
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         for micro in range(cfg.grad_accum):
-            idx, tgt = batch(step, micro)
+            idx, tgt = draw_batch(cfg, step, micro, j_train, sft_train, device)
             with autocast(device):
                 logits, _ = model(idx)
             loss = example_loss(logits, tgt)

@@ -79,6 +79,29 @@ def test_collate_shifts_by_one_and_pads_targets_with_ignore_index():
     assert tgt.tolist() == [[IGNORE_INDEX, 3, 4], [6, IGNORE_INDEX, IGNORE_INDEX]]
 
 
+def test_batches_hold_both_orders_of_each_judge_pair_and_the_ratio():
+    """pair_orders: every drawn pair brings both of its examples, so the batch answers the
+    same two responses "A" and "B"; without it each pair brings one order. Either way the
+    judge share is judge_ratio (rounded down to whole pairs) and a batch is a function of
+    (seed, step) alone."""
+    pairs = [[([10 + i, 1], [IGNORE_INDEX, 1]), ([10 + i, 2], [IGNORE_INDEX, 2])]
+             for i in range(50)]
+    sft = [([90, 3, 4], [IGNORE_INDEX, 3, 4])] * 7
+    for paired in (True, False):
+        cfg = jsft.parse_flags(jsft.defaults, ["--batch_size=20", "--judge_ratio=0.7",
+                                               f"--pair_orders={paired}"])
+        idx, tgt = jsft.draw_batch(cfg, 5, 0, pairs, sft, "cpu")
+        assert idx.shape[0] == 20
+        judged = [(row[0], t[0]) for row, t in zip(idx.tolist(), tgt.tolist()) if row[0] < 90]
+        assert len(judged) == 14                                # 0.7 of 20, in whole pairs
+        firsts = sorted(p for p, d in judged if d == 1)
+        seconds = sorted(p for p, d in judged if d == 2)
+        assert len(firsts) == len(seconds) == 7                 # as many "A" as "B"
+        assert (firsts == seconds) == paired                    # the same pairs, both ways
+        again, _ = jsft.draw_batch(cfg, 5, 0, pairs, sft, "cpu")
+        assert torch.equal(idx, again)
+
+
 def test_lr_warmup_then_cosine_to_min_lr():
     cfg = jsft.parse_flags(jsft.defaults, ["--lr=1.0", "--min_lr=0.1", "--warmup_steps=10",
                                            "--max_steps=110"])
