@@ -134,12 +134,39 @@ def make_pairs(prompts, samples_a, samples_b, p_a, min_confidence=0.0, cutoff="d
 # -----------------------------------------------------------------------------
 # evaluation
 
+def held_out_pairs(tok, task, ref, block_size, device):
+    """The held-out tail of pairs.jsonl (jsft.py never trained on it), tokenized, with the
+    reference's log-probabilities: (queries, responses, ref_logps), chosen responses
+    first; None for a task without pairs."""
+    rows = task.pairs[len(task.pairs) - n_held_out(len(task.pairs)):] if task.pairs else []
+    q = [encode_query(tok, r["prompt"]) for r in rows]
+    c = [encode_response(tok, r["chosen"]) for r in rows]
+    w = [encode_response(tok, r["rejected"]) for r in rows]
+    keep = [i for i in range(len(rows)) if len(q[i]) + max(len(c[i]), len(w[i])) <= block_size]
+    if not keep:
+        return None
+    queries = [q[i] for i in keep] * 2
+    responses = [c[i] for i in keep] + [w[i] for i in keep]
+    return queries, responses, batched_logps(ref, queries, responses, device)
+
+
+@torch.no_grad()
+def batched_logps(model, queries, responses, device, batch_size=128):
+    """Summed response log-probabilities, a chunk at a time (no gradient)."""
+    return torch.cat([response_logps(model, queries[i:i + batch_size],
+                                     responses[i:i + batch_size], device)[0].float()
+                      for i in range(0, len(queries), batch_size)])
+
+
 @torch.no_grad()
 def evaluate(policy, tok, prompts, oracle, ref_texts, seed, judge_ctx, max_new_tokens,
-             principles=(None,)):
-    """Oracle score of the policy's samples on held-out prompts, and how much the judge
-    prefers them over the reference's (a signal that needs no oracle). The policy samples
-    as it is (adapters on); judge_ctx() yields the judge."""
+             principles=(None,), held_out=None):
+    """Oracle score of the policy's samples on held-out prompts, and two signals that
+    need no oracle: how much the judge prefers them over the reference's, and, given
+    held_out (from held_out_pairs), how often the policy's implicit reward ranks the
+    labelled chosen response of a held-out pair above the rejected one (ties count half;
+    0.5 at step 0, where the policy is the reference). The policy samples as it is
+    (adapters on); judge_ctx() yields the judge."""
     policy.eval()
     g = torch.Generator(device=next(policy.parameters()).device).manual_seed(seed)
     texts = [s[0]["text"] for s in sample_responses(policy, tok, prompts, 1, max_new_tokens,
@@ -148,6 +175,12 @@ def evaluate(policy, tok, prompts, oracle, ref_texts, seed, judge_ctx, max_new_t
         pref = judge_by_principles(judge_model, tok, prompts, texts, ref_texts,
                                    principles).mean().item()
     out = dict(judge_pref=pref, mean_len=sum(len(t.split()) for t in texts) / len(texts))
+    if held_out is not None:
+        queries, responses, ref_logps = held_out
+        h = batched_logps(policy, queries, responses, next(policy.parameters()).device)
+        h = h - ref_logps
+        h = h[:len(h) // 2] - h[len(h) // 2:]  # chosen's log-ratio minus rejected's
+        out["heldout_pref_acc"] = ((h > 0).float() + 0.5 * (h == 0).float()).mean().item()
     if oracle is not None:
         out.update(oracle_score=mean_score(oracle, prompts, texts),
                    fully_right=fully_right_rate(oracle, prompts, texts),
@@ -229,6 +262,7 @@ def main(argv=None):
                          for r in rows]
     g0 = torch.Generator(device=device).manual_seed(cfg.seed)
     with ref_ctx() as r0:
+        held_out = held_out_pairs(tok, task, r0, policy.config.block_size, device)
         ref_texts = [s[0]["text"] for s in sample_responses(r0, tok, tests, 1, n_new,
                                                             generator=g0)]
         if cfg.offpolicy:
@@ -247,7 +281,7 @@ def main(argv=None):
         os.remove(metrics_path)
     if step == 0 and tests:
         e = evaluate(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge_ctx, n_new,
-                         principles)
+                         principles, held_out)
         log(dict(step=0, **{"eval_" + k: v for k, v in e.items()}))
         tqdm.write("step 0: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
 
@@ -310,7 +344,7 @@ def main(argv=None):
         bar.set_postfix(loss=f"{stats['loss']:.3f}", margin=f"{stats['margin']:.2f}")
         if cfg.eval_interval and (step + 1) % cfg.eval_interval == 0 and tests:
             e = evaluate(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge_ctx, n_new,
-                         principles)
+                         principles, held_out)
             stats.update({"eval_" + k: v for k, v in e.items()})
             tqdm.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
         log(stats)

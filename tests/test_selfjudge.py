@@ -15,6 +15,7 @@ import torch
 import jsft
 import selfjudge
 from conftest import SORT, make_tiny, write_small_sort
+from data.task import load_task
 from judge import response_budget
 from model import Linear, load_checkpoint, load_tokenizer
 from sample import sample_responses
@@ -270,3 +271,24 @@ def test_evaluate_survives_samples_too_long_to_judge():
     e = selfjudge.evaluate(model, tok, prompts, None, ref_texts, 0,
                            lambda: contextlib.nullcontext(model), n_new)
     assert "judge_pref" in e
+
+
+def test_heldout_preference_accuracy_is_a_half_for_the_reference_and_reads_log_ratios():
+    """evaluate(held_out=...) ranks each held-out labelled pair by the policy's implicit
+    reward (its log-ratio to the reference): exactly 0.5 while the policy is the
+    reference (every pair a tie), 1.0 when every chosen response gained against its
+    rejected one, 0.0 when every one lost."""
+    tok = load_tokenizer(SORT)
+    model = make_tiny(vocab_size=tok.get_vocab_size(), block_size=128, n_layer=1)
+    task = load_task(SORT)
+    held = selfjudge.held_out_pairs(tok, task, model, model.config.block_size, "cpu")
+    queries, responses, ref = held
+    n = len(queries) // 2
+    assert n == 256 and len(responses) == 2 * n and ref.shape == (2 * n,)
+    run = lambda ref_logps: selfjudge.evaluate(  # noqa: E731
+        model, tok, ["sort: 3 1 2"], None, ["1 2 3"], 0,
+        lambda: contextlib.nullcontext(model), 8,
+        held_out=(queries, responses, ref_logps))["heldout_pref_acc"]
+    assert run(ref) == 0.5
+    shift = torch.cat([torch.ones(n), -torch.ones(n)])   # the reference liked chosen less
+    assert run(ref - shift) == 1.0 and run(ref + shift) == 0.0
