@@ -40,11 +40,11 @@ defaults = dict(
     loss="sigmoid",            # sigmoid (DPO) | hinge (SLiC) | ipo
     beta=0.5,                  # strength of the pull towards the reference
     sft_weight=0.0,            # + this x NLL of chosen responses (per token)
-    min_confidence=0.0,        # train only on pairs the judge decides by |2p-1| >= this
+    min_confidence=0.5,        # train only on pairs the judge decides by |2p-1| >= this
     cutoff="drop",             # a sample cut off at max_new_tokens: drop the pair | keep
     max_steps=150,             # optimizer steps
     batch_size=32,             # prompts per step (two samples each)
-    lr=1e-5,                   # AdamW learning rate (constant after warmup)
+    lr=3e-5,                   # AdamW learning rate (constant after warmup)
     warmup_steps=10,
     grad_clip=1.0,
     temperature=1.0,           # sampling temperature for the pairs
@@ -312,36 +312,35 @@ def main(argv=None):
             stats.update(identical=skipped["identical"] / len(batch),
                          judge_conf=(2 * (p - 0.5).abs()).mean().item(),
                          resp_len=sum(len(x["ids"]) for x in a + b) / (2 * len(a)))
-        if not pairs:
-            log(dict(step=step + 1, skipped=True, **stats))
-            continue
+        if not pairs:  # nothing to learn from this batch; the evaluation still runs
+            stats.update(step=step + 1, skipped=True)
+        else:
+            # c) log-probabilities of chosen and rejected: one forward pass per model
+            queries = [encode_query(tok, x["prompt"]) for x in pairs] * 2
+            responses = [x["chosen"]["ids"] for x in pairs] + [x["rejected"]["ids"] for x in pairs]
+            pol_sum, pol_mean = response_logps(policy, queries, responses, device)
+            with torch.no_grad(), ref_ctx() as r:
+                ref_sum, ref_mean = response_logps(r, queries, responses, device)
+            n = len(pairs)
+            pol, rf = (pol_mean, ref_mean) if cfg.loss == "ipo" else (pol_sum, ref_sum)
+            loss, rw_c, rw_r = dpo_loss(pol[:n], pol[n:], rf[:n], rf[n:], cfg.beta, cfg.loss)
+            if cfg.sft_weight:
+                loss = loss - cfg.sft_weight * pol_mean[:n].mean()
 
-        # c) log-probabilities of chosen and rejected: one forward pass per model
-        queries = [encode_query(tok, x["prompt"]) for x in pairs] * 2
-        responses = [x["chosen"]["ids"] for x in pairs] + [x["rejected"]["ids"] for x in pairs]
-        pol_sum, pol_mean = response_logps(policy, queries, responses, device)
-        with torch.no_grad(), ref_ctx() as r:
-            ref_sum, ref_mean = response_logps(r, queries, responses, device)
-        n = len(pairs)
-        pol, rf = (pol_mean, ref_mean) if cfg.loss == "ipo" else (pol_sum, ref_sum)
-        loss, rw_c, rw_r = dpo_loss(pol[:n], pol[n:], rf[:n], rf[n:], cfg.beta, cfg.loss)
-        if cfg.sft_weight:
-            loss = loss - cfg.sft_weight * pol_mean[:n].mean()
-
-        # d) step
-        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        stats.update(step=step + 1, loss=loss.item(), pairs=n,
-                     margin=(rw_c - rw_r).mean().item(),
-                     reward_acc=(rw_c > rw_r).float().mean().item(),
-                     logp_chosen=pol_sum[:n].mean().item(),
-                     logp_rejected=pol_sum[n:].mean().item())
-        bar.set_postfix(loss=f"{stats['loss']:.3f}", margin=f"{stats['margin']:.2f}")
+            # d) step
+            lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            stats.update(step=step + 1, loss=loss.item(), pairs=n,
+                         margin=(rw_c - rw_r).mean().item(),
+                         reward_acc=(rw_c > rw_r).float().mean().item(),
+                         logp_chosen=pol_sum[:n].mean().item(),
+                         logp_rejected=pol_sum[n:].mean().item())
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", margin=f"{stats['margin']:.2f}")
         if cfg.eval_interval and (step + 1) % cfg.eval_interval == 0 and tests:
             e = evaluate(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge_ctx, n_new,
                          principles, held_out)

@@ -23,8 +23,9 @@ from selfjudge import dpo_loss, make_pairs, response_logps
 
 TINY_JSFT = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=8", "--eval_interval=0",
              "--eval_prompts=4", "--block_size=256", "--device=cpu"]
+# an untrained judge is never confident: --min_confidence=0 lets its pairs train
 TINY_SJ = ["--max_steps=2", "--batch_size=4", "--eval_interval=1", "--eval_prompts=4",
-           "--max_new_tokens=8", "--cutoff=keep", "--device=cpu"]
+           "--max_new_tokens=8", "--cutoff=keep", "--min_confidence=0", "--device=cpu"]
 STEP_KEYS = {"step", "loss", "margin", "reward_acc", "logp_chosen", "logp_rejected"}
 
 
@@ -292,3 +293,14 @@ def test_heldout_preference_accuracy_is_a_half_for_the_reference_and_reads_log_r
     assert run(ref) == 0.5
     shift = torch.cat([torch.ones(n), -torch.ones(n)])   # the reference liked chosen less
     assert run(ref - shift) == 1.0 and run(ref + shift) == 0.0
+
+
+def test_steps_without_pairs_still_evaluate(task_and_ckpt, tmp_path):
+    """A step whose batch yields no training pair (all identical, undecided or below
+    --min_confidence) used to `continue` before the evaluation, so a strict
+    --min_confidence silently dropped points from the oracle curve."""
+    _, rows = run_selfjudge(task_and_ckpt, tmp_path, "--min_confidence=1.0",
+                            "--max_steps=2", "--eval_interval=1")
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert all(r.get("skipped") for r in rows[1:])
+    assert all("eval_oracle_score" in r for r in rows)
