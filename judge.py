@@ -239,6 +239,9 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
     position-flip rate (single-order decisions that depend on which response is shown
     first). Several pairs per prompt: one pair each leaves ~150 scored pairs and a
     standard error of ~4 points; four pairs each bring it to ~2."""
+    if pairs_per_prompt < 1:
+        raise ValueError(f"pairs_per_prompt={pairs_per_prompt}: judge at least one pair "
+                         "per prompt")
     n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
     k = pairs_per_prompt
     samples = sample_responses(model, tok, prompts, 2 * k, n_new, temperature,
@@ -248,27 +251,26 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
     b = [s[2 * i + 1]["text"] for s in samples for i in range(k)]
     ab, ba = judge_orders(model, tok, prompts, a, b, principle)
     p = swap_average(ab, ba)
-    single = ab[:, 0] > ab[:, 1]                           # one order only: a shown first
+    a_first = ab[:, 0] > ab[:, 1]                          # one order only: a shown first
     diff = torch.tensor([oracle(c, x) - oracle(c, y) for c, x, y in zip(prompts, a, b)])
     # exactly 0.5 on two different responses: too long for the context (identical
     # responses also give 0.5, by symmetry; they are oracle ties, not judge failures)
     unread = (p == 0.5) & torch.tensor([x != y for x, y in zip(a, b)])
     told = (diff != 0) & ~unread  # pairs the oracle tells apart and the judge could read
-    n = int(told.sum())
-    agree = ((p > 0.5) == (diff > 0))[told].float().mean().item() if n else float("nan")
-    agree1 = (single == (diff > 0))[told].float().mean().item() if n else float("nan")
     # a flip: the same letter in both orders, so the decision followed the position; counted
-    # on the pairs scored above (identical responses always "flip": that says nothing)
-    flipped = (ab[:, 0] > ab[:, 1]) == (ba[:, 0] > ba[:, 1])
-    flips = flipped[told].float().mean().item() if n else float("nan")
+    # on the scored pairs (identical responses always "flip": that says nothing)
+    flipped = a_first == (ba[:, 0] > ba[:, 1])
     # the confident judgments (|2p - 1| >= 0.5): what selfjudge.py --min_confidence keeps
     sure = told & ((2 * p - 1).abs() >= 0.5)
-    right = (p > 0.5) == (diff > 0)
-    agree_sure = right[sure].float().mean().item() if sure.any() else float("nan")
-    return dict(agreement=agree, agreement_one_order=agree1, decided=n,
+
+    def rate(flags, among):  # share of `among` where flags holds; nan for none
+        return flags[among].float().mean().item() if among.any() else float("nan")
+    n = int(told.sum())
+    return dict(agreement=rate((p > 0.5) == (diff > 0), told),
+                agreement_one_order=rate(a_first == (diff > 0), told), decided=n,
                 tie_rate=(diff == 0).float().mean().item(),
-                undecided=unread.float().mean().item(), position_flip=flips,
-                agreement_confident=agree_sure,
+                undecided=unread.float().mean().item(), position_flip=rate(flipped, told),
+                agreement_confident=rate((p > 0.5) == (diff > 0), sure),
                 confident_share=sure.sum().item() / n if n else float("nan"))
 
 

@@ -177,9 +177,9 @@ def evaluate(policy, tok, prompts, oracle, ref_texts, seed, judge_ctx, max_new_t
     out = dict(judge_pref=pref, mean_len=sum(len(t.split()) for t in texts) / len(texts))
     if held_out is not None:
         queries, responses, ref_logps = held_out
-        h = batched_logps(policy, queries, responses, next(policy.parameters()).device)
-        h = h - ref_logps
-        h = h[:len(h) // 2] - h[len(h) // 2:]  # chosen's log-ratio minus rejected's
+        ratio = batched_logps(policy, queries, responses, next(policy.parameters()).device)
+        ratio = ratio - ref_logps
+        h = ratio[:len(ratio) // 2] - ratio[len(ratio) // 2:]  # chosen's minus rejected's
         out["heldout_pref_acc"] = ((h > 0).float() + 0.5 * (h == 0).float()).mean().item()
     if oracle is not None:
         out.update(oracle_score=mean_score(oracle, prompts, texts),
@@ -281,7 +281,7 @@ def main(argv=None):
         os.remove(metrics_path)
     if step == 0 and tests:
         e = evaluate(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge_ctx, n_new,
-                         principles, held_out)
+                     principles, held_out)
         log(dict(step=0, **{"eval_" + k: v for k, v in e.items()}))
         tqdm.write("step 0: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
 

@@ -360,3 +360,8 @@ def test_position_flips_are_counted_on_the_scored_pairs_not_on_identical_ones(mo
     assert biased["confident_share"] == 0.0
     assert "0.5 it agrees on 100.0%" in judge.describe_agreement(perfect)
     assert "nan" not in judge.describe_agreement(biased)
+
+
+def test_onpolicy_agreement_needs_at_least_one_pair_per_prompt(tok, tiny_judge):
+    with pytest.raises(ValueError, match="at least one pair"):
+        onpolicy_agreement(tiny_judge, tok, CONTEXTS, lambda p, r: 0.0, pairs_per_prompt=0)
