@@ -48,7 +48,8 @@ defaults = dict(
     warmup_steps=10,
     grad_clip=1.0,
     temperature=1.0,           # sampling temperature for the pairs
-    top_p=0.9,                 # nucleus sampling for the pairs
+    top_p=1.0,                 # nucleus sampling for the pairs; 1.0 = off, as in the
+                               # evaluation, so the judge sees the policy's rare mistakes
     max_new_tokens=40,         # response length limit
     lora_rank=0,               # >0: train LoRA adapters; the reference is adapters-off
     lora_alpha=16.0,
