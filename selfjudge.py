@@ -38,7 +38,7 @@ defaults = dict(
     offpolicy=False,           # sample and judge pairs once from the initial policy
     judge="reference",         # reference (frozen JSFT) | current (the policy judges itself)
     loss="sigmoid",            # sigmoid (DPO) | hinge (SLiC) | ipo
-    beta=0.5,                  # strength of the pull towards the reference
+    beta=1.0,                  # strength of the pull towards the reference
     sft_weight=0.0,            # + this x NLL of chosen responses (per token)
     min_confidence=0.5,        # train only on pairs the judge decides by |2p-1| >= this
     cutoff="drop",             # a sample cut off at max_new_tokens: drop the pair | keep
