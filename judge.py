@@ -237,8 +237,9 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
     judge them in disjoint pairs; on the pairs the oracle can tell apart, how often does
     the judge prefer the oracle's choice? Also the tie rate (oracle cannot tell) and the
     position-flip rate (single-order decisions that depend on which response is shown
-    first). Several pairs per prompt: one pair each leaves ~150 scored pairs and a
-    standard error of ~4 points; four pairs each bring it to ~2."""
+    first), and the agreement split between pairs that hold the best of the prompt's
+    samples and pairs of two lesser ones. Several pairs per prompt: one pair each leaves
+    ~150 scored pairs and a standard error of ~4 points; four pairs each bring it to ~2."""
     if pairs_per_prompt < 1:
         raise ValueError(f"pairs_per_prompt={pairs_per_prompt}: judge at least one pair "
                          "per prompt")
@@ -246,13 +247,19 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
     k = pairs_per_prompt
     samples = sample_responses(model, tok, prompts, 2 * k, n_new, temperature,
                                generator=generator)
+    scores = [[oracle(c, s["text"]) for s in row] for c, row in zip(prompts, samples)]
     prompts = [c for c in prompts for _ in range(k)]
     a = [s[2 * i]["text"] for s in samples for i in range(k)]
     b = [s[2 * i + 1]["text"] for s in samples for i in range(k)]
     ab, ba = judge_orders(model, tok, prompts, a, b, principle)
     p = swap_average(ab, ba)
     a_first = ab[:, 0] > ab[:, 1]                          # one order only: a shown first
-    diff = torch.tensor([oracle(c, x) - oracle(c, y) for c, x, y in zip(prompts, a, b)])
+    sa = torch.tensor([sc[2 * i] for sc in scores for i in range(k)])
+    sb = torch.tensor([sc[2 * i + 1] for sc in scores for i in range(k)])
+    diff = sa - sb
+    # pairs holding the best of the prompt's 2k samples (on a task with a right answer,
+    # mostly right against wrong) against pairs of two lesser samples (wrong against wrong)
+    top = torch.maximum(sa, sb) == torch.tensor([max(sc) for sc in scores for _ in range(k)])
     # exactly 0.5 on two different responses: too long for the context (identical
     # responses also give 0.5, by symmetry; they are oracle ties, not judge failures)
     unread = (p == 0.5) & torch.tensor([x != y for x, y in zip(a, b)])
@@ -266,12 +273,15 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
     def rate(flags, among):  # share of `among` where flags holds; nan for none
         return flags[among].float().mean().item() if among.any() else float("nan")
     n = int(told.sum())
-    return dict(agreement=rate((p > 0.5) == (diff > 0), told),
+    right = (p > 0.5) == (diff > 0)
+    return dict(agreement=rate(right, told),
                 agreement_one_order=rate(a_first == (diff > 0), told), decided=n,
                 tie_rate=(diff == 0).float().mean().item(),
                 undecided=unread.float().mean().item(), position_flip=rate(flipped, told),
-                agreement_confident=rate((p > 0.5) == (diff > 0), sure),
-                confident_share=sure.sum().item() / n if n else float("nan"))
+                agreement_confident=rate(right, sure),
+                confident_share=sure.sum().item() / n if n else float("nan"),
+                agreement_top=rate(right, told & top), agreement_rest=rate(right, told & ~top),
+                top_share=(told & top).sum().item() / n if n else float("nan"))
 
 
 def describe_agreement(r):
@@ -286,6 +296,9 @@ def describe_agreement(r):
             + (f"; on the {r['confident_share']:.0%} judged with confidence |2p-1| >= 0.5 "
                f"it agrees on {r['agreement_confident']:.1%}" if r.get("confident_share")
                else "")
+            + (f"; {r['agreement_top']:.1%} on the {r['top_share']:.0%} of pairs holding the "
+               f"best of the prompt's samples, {r['agreement_rest']:.1%} on pairs of two lesser "
+               "ones" if 0 < r.get("top_share", 0) < 1 else "")
             + (f"; judge undecided {r['undecided']:.1%}" if r["undecided"] else ""))
 
 

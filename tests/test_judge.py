@@ -365,3 +365,28 @@ def test_position_flips_are_counted_on_the_scored_pairs_not_on_identical_ones(mo
 def test_onpolicy_agreement_needs_at_least_one_pair_per_prompt(tok, tiny_judge):
     with pytest.raises(ValueError, match="at least one pair"):
         onpolicy_agreement(tiny_judge, tok, CONTEXTS, lambda p, r: 0.0, pairs_per_prompt=0)
+
+
+def test_agreement_is_split_between_pairs_holding_the_best_sample_and_the_rest(monkeypatch):
+    """A judge can be right whenever the best answer is in the pair and no better than a
+    coin between two wrong ones; the split shows it. Here the judge prefers the sorted
+    answer, else the longer one: right on the best-holding pair, wrong on the other."""
+    fake = [[dict(text=t) for t in ("1 2 3", "2 1 3", "3 2 1", "1")]]  # 2 pairs, 1 prompt
+    monkeypatch.setattr(judge, "sample_responses", lambda *a, **k: fake * 2)
+    monkeypatch.setattr(judge, "response_budget", lambda *a, **k: 8)
+    oracle = {"1 2 3": 1.0, "2 1 3": 0.67, "3 2 1": 0.33, "1": 0.5}
+
+    def orders(model, tok, contexts, a, b, principle=None):
+        def probs(xs, ys):
+            key = lambda t: (t == "1 2 3", len(t))  # noqa: E731
+            return torch.tensor([[1.0, 0.0] if key(x) > key(y) else [0.0, 1.0]
+                                 for x, y in zip(xs, ys)])
+        return probs(a, b), probs(b, a)
+    monkeypatch.setattr(judge, "judge_orders", orders)
+    model = type("M", (), dict(config=type("C", (), dict(block_size=64))))()
+    r = onpolicy_agreement(model, None, ["sort: 3 1 2"] * 2, lambda p, x: oracle[x],
+                           pairs_per_prompt=2)
+    assert r["decided"] == 4 and r["agreement"] == 0.5
+    assert r["top_share"] == 0.5 and r["agreement_top"] == 1.0 and r["agreement_rest"] == 0.0
+    assert "100.0% on the 50% of pairs holding the best" in judge.describe_agreement(r)
+    assert "0.0% on pairs of two lesser ones" in judge.describe_agreement(r)
