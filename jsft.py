@@ -42,6 +42,7 @@ defaults = dict(
     n_head=4,
     n_embd=128,
     block_size=128,          # context length, for --init=scratch
+    pos="rope",              # positions, for --init=scratch: rope (rotary) | learned (GPT-2)
     dropout=0.0,
     vocab_size=512,          # for a tokenizer trained here when the task brings none
     max_steps=1500,          # optimizer steps
@@ -151,7 +152,7 @@ def init_model(cfg, task, device):
             tok = add_chat_tokens(train_tokenizer(task.texts(), cfg.vocab_size))
         config = GPTConfig(vocab_size=tok.get_vocab_size(), block_size=cfg.block_size,
                            n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                           dropout=cfg.dropout)
+                           pos=cfg.pos, dropout=cfg.dropout)
         model = GPT(config)
     elif os.path.isdir(cfg.init):
         model, tok = GPT.from_pretrained(cfg.init), load_tokenizer(cfg.init)

@@ -2,7 +2,8 @@
 The model: a GPT-2 written from scratch, with a KV cache and optional LoRA, plus the
 things every stage needs around it: the tokenizer, the chat format, checkpoints and the
 device. Parameter names follow GPT-2 (wte, wpe, c_attn, c_proj, c_fc, ln_f), so loading
-real GPT-2 weights is one loop with shape checks and one transpose rule.
+real GPT-2 weights is one loop with shape checks and one transpose rule. A model trained
+from scratch may use rotary positions instead of wpe (GPTConfig.pos = "rope").
 
     from model import GPT, GPTConfig
     model = GPT(GPTConfig(vocab_size=512, block_size=128, n_layer=4, n_head=4, n_embd=128))
@@ -34,6 +35,7 @@ class GPTConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
+    pos: str = "learned"      # learned: GPT-2's position embeddings (wpe); rope: rotary
     dropout: float = 0.0
     bias: bool = True         # GPT-2 has biases in Linear and LayerNorm
     lora_rank: int = 0        # 0: no adapters; >0: LoRA on c_attn, c_proj, c_fc
@@ -42,6 +44,20 @@ class GPTConfig:
 
 # -----------------------------------------------------------------------------
 # building blocks
+
+def rotary(x, pos, base=10000.0):
+    """Rotary position embedding (RoPE; Su et al., 2021) of queries or keys x (B, H, T, D)
+    at positions pos (B, T): channel pairs (i, i + D/2) turn by the angle pos * base^(-2i/D),
+    so a query-key product depends on the two positions only through their difference. A
+    judge compares the i-th number of a response with the i-th of another and of the
+    prompt, wherever the lines start: relative positions make that one learned offset."""
+    D = x.size(-1)
+    freq = base ** (-torch.arange(0, D, 2, device=x.device, dtype=torch.float32) / D)
+    angle = pos[:, None, :, None].float() * freq                   # (B, 1, T, D/2)
+    cos, sin = angle.cos(), angle.sin()
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).to(x.dtype)
+
 
 class Linear(nn.Linear):
     """nn.Linear with an optional LoRA adapter: y = x W^T + b + (alpha/r) x A^T B^T.
@@ -97,11 +113,14 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = Linear(config.n_embd, config.n_embd, config.bias, r, a)
         self.n_head = config.n_head
         self.dropout = config.dropout
+        self.rope = config.pos == "rope"
 
     def forward(self, x, cache=None, layer=0, pos=None):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if self.rope:  # keys enter the cache already rotated to their own positions
+            q, k = rotary(q, pos), rotary(k, pos)
         drop = self.dropout if self.training else 0.0
         if cache is None:  # plain causal attention over the T positions given
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
@@ -154,14 +173,18 @@ class GPT(nn.Module):
 
     def __init__(self, config):
         super().__init__()
+        if config.pos not in ("learned", "rope"):
+            raise ValueError(f"pos={config.pos!r}: position encoding is 'learned' (GPT-2) "
+                             "or 'rope'")
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias, eps=1e-5),
         ))
+        if config.pos == "learned":  # GPT-2; rope has no position weights
+            self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied, as in GPT-2
         self.apply(self._init_weights)
@@ -178,7 +201,9 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def num_params(self):
-        return sum(p.numel() for p in self.parameters()) - self.transformer.wpe.weight.numel()
+        """Parameters, less the position embeddings (as nanoGPT counts them)."""
+        wpe = self.transformer["wpe"].weight.numel() if "wpe" in self.transformer else 0
+        return sum(p.numel() for p in self.parameters()) - wpe
 
     def forward(self, idx, targets=None, cache=None):
         """idx (B, T) token ids -> logits (B, T, V) at every position, and the mean
@@ -208,7 +233,10 @@ class GPT(nn.Module):
             if int(pos.max()) >= min(cache.max_len, self.config.block_size):
                 raise ValueError(f"KV cache full: position {int(pos.max())} is past "
                                  f"{min(cache.max_len, self.config.block_size)} positions")
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
+        x = self.transformer.wte(idx)
+        if "wpe" in self.transformer:  # with rope, attention rotates q and k by pos instead
+            x = x + self.transformer.wpe(pos)
+        x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache, i, pos)
         if cache is not None:

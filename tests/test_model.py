@@ -9,15 +9,18 @@ import pytest
 import torch
 
 from conftest import make_tiny
-from model import (GPT, IGNORE_INDEX, KVCache, load_checkpoint, parse_flags, save_checkpoint,
-                   sequence_logprobs)
+from model import (GPT, IGNORE_INDEX, KVCache, load_checkpoint, parse_flags, rotary,
+                   save_checkpoint, sequence_logprobs)
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
-def test_cached_logits_equal_full_forward_for_ragged_batch(tiny):
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_cached_logits_equal_full_forward_for_ragged_batch(pos):
     """Prefill right-padded prompts of different lengths, then decode token by token:
-    every step's logits equal a full forward pass of that row's sequence."""
+    every step's logits equal a full forward pass of that row's sequence (with rotary
+    positions too: each row's keys are rotated to that row's own positions)."""
+    tiny = make_tiny(pos=pos)
     prompts = [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10]]
     steps = [[11, 12, 13], [14, 15, 16], [17, 18, 19]]  # the tokens fed at each step
     B, L = len(prompts), max(len(p) for p in prompts)
@@ -44,6 +47,25 @@ def test_cached_logits_equal_full_forward_for_ragged_batch(tiny):
     for i, b in enumerate([0, 2]):
         ref, _ = tiny(torch.tensor([seqs[b] + [[20, 0, 21][b]]]))
         torch.testing.assert_close(logits[i, 0], ref[0, -1], atol=1e-5, rtol=0)
+
+
+def test_rotary_scores_depend_only_on_relative_position():
+    """RoPE's defining property: shifting every position by the same amount leaves each
+    query-key product unchanged, while the products at different distances differ."""
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 5, 8)
+    pos = torch.tensor([[0, 1, 2, 3, 4], [2, 3, 4, 9, 10]])
+    scores = lambda p: rotary(q, p) @ rotary(k, p).transpose(-1, -2)  # noqa: E731
+    torch.testing.assert_close(scores(pos + 17), scores(pos), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(rotary(q, torch.zeros_like(pos)), q)  # position 0: no turn
+    assert not torch.allclose(scores(pos * 2), scores(pos), atol=1e-3)
+
+
+def test_position_kinds_have_the_right_weights():
+    assert "transformer.wpe.weight" in make_tiny().state_dict()
+    assert "transformer.wpe.weight" not in make_tiny(pos="rope").state_dict()
+    with pytest.raises(ValueError, match="'learned' .* or 'rope'"):
+        make_tiny(pos="alibi")
 
 
 def test_loss_ignores_ignore_index_and_forward_returns_all_positions(tiny):
@@ -102,9 +124,10 @@ def _tok():
     return tok
 
 
-def test_checkpoint_roundtrip_and_bad_files(tmp_path, tiny):
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_checkpoint_roundtrip_and_bad_files(tmp_path, pos):
     tok = _tok()
-    model = make_tiny(vocab_size=tok.get_vocab_size())
+    model = make_tiny(vocab_size=tok.get_vocab_size(), pos=pos)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model(torch.tensor([[1, 2, 3]]), torch.tensor([[2, 3, 4]]))[1].backward()
     opt.step()
@@ -117,6 +140,13 @@ def test_checkpoint_roundtrip_and_bad_files(tmp_path, tiny):
     assert tok2.to_str() == tok.to_str()
     assert meta["step"] == 7 and meta["flags"] == {"lr": 1e-3}
     assert meta["optimizer"]["state"]  # AdamW moments travel for --resume
+
+    # a checkpoint written before GPTConfig had `pos` loads as GPT-2's learned positions
+    old = torch.load(path, weights_only=False)
+    if old["config"].pop("pos") == "learned":
+        torch.save(old, tmp_path / "old.pt")
+        torch.testing.assert_close(load_checkpoint(str(tmp_path / "old.pt"))[0](idx)[0],
+                                   model(idx)[0])
 
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_checkpoint(str(tmp_path / "missing.pt"))
