@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import jsft
-from conftest import SORT, write_small_sort
+from conftest import SORT, make_tiny, write_small_sort
 from data.task import DataError
 from judge import decision_ids, judge_query
 from model import IGNORE_INDEX, chat_ids, encode_query, load_checkpoint, load_tokenizer
@@ -90,16 +90,33 @@ def test_batches_hold_both_orders_of_each_judge_pair_and_the_ratio():
     for paired in (True, False):
         cfg = jsft.parse_flags(jsft.defaults, ["--batch_size=20", "--judge_ratio=0.7",
                                                f"--pair_orders={paired}"])
-        idx, tgt = jsft.draw_batch(cfg, 5, 0, pairs, sft, "cpu")
-        assert idx.shape[0] == 20
-        judged = [(row[0], t[0]) for row, t in zip(idx.tolist(), tgt.tolist()) if row[0] < 90]
+        judge, rest = jsft.draw_batch(cfg, 5, 0, pairs, sft)
+        assert len(judge) + len(rest) == 20 and all(x[0] == 90 for x, _ in rest)
+        judged = [(x[0], y[1]) for x, y in judge]
         assert len(judged) == 14                                # 0.7 of 20, in whole pairs
         firsts = sorted(p for p, d in judged if d == 1)
         seconds = sorted(p for p, d in judged if d == 2)
         assert len(firsts) == len(seconds) == 7                 # as many "A" as "B"
         assert (firsts == seconds) == paired                    # the same pairs, both ways
-        again, _ = jsft.draw_batch(cfg, 5, 0, pairs, sft, "cpu")
-        assert torch.equal(idx, again)
+        assert jsft.draw_batch(cfg, 5, 0, pairs, sft) == (judge, rest)
+
+
+def test_batch_loss_over_parts_equals_one_padded_batch():
+    """Padding each part (judge, SFT) on its own is a speed-up, not a change: the loss is
+    the same as for the whole batch padded together, every example weighing once."""
+    torch.manual_seed(0)
+    model = make_tiny()
+    judge = [([1, 2, 3, 4, 5, 6, 7, 8], [IGNORE_INDEX] * 7 + [9]),
+             ([2, 3, 4, 5, 6, 7, 8, 9], [IGNORE_INDEX] * 7 + [10]),
+             ([9, 8, 7, 6, 5, 4, 3, 2], [IGNORE_INDEX] * 7 + [11])]
+    sft = [([3, 4, 5], [IGNORE_INDEX, 5, 6]), ([6, 7], [IGNORE_INDEX, 8]),
+           ([1, 1, 1, 1], [IGNORE_INDEX] * 4)]  # no target: carries no weight
+    idx, tgt = jsft.collate(judge + sft, "cpu")
+    whole = jsft.example_loss(model(idx)[0], tgt)
+    split = jsft.batch_loss(model, (judge, sft), "cpu")
+    torch.testing.assert_close(split, whole)
+    sidx, stgt = jsft.collate(sft, "cpu")
+    assert not torch.isclose(split, jsft.example_loss(model(sidx)[0], stgt))  # both count
 
 
 def test_lr_warmup_then_cosine_to_min_lr():
