@@ -213,15 +213,10 @@ def eval_loss(model, examples, device, batch_size=128):
     if not examples:
         return float("nan")
     model.eval()
-    total, count = 0.0, 0
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i:i + batch_size]
-        idx, tgt = collate(chunk, device)
-        with autocast(device):
-            logits, _ = model(idx)
-        total, count = total + example_loss(logits, tgt).item() * len(chunk), count + len(chunk)
+    chunks = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
+    loss = batch_loss(model, chunks, device).item()
     model.train()
-    return total / max(count, 1)
+    return loss
 
 
 def policy_report(model, tok, task, cfg, device):
