@@ -7,6 +7,7 @@ answer is a single token, A or B. Each pair is shown in both orders.
     python jsft.py --judge_ratio=0                   # plain SFT, for comparison
     python jsft.py --rationale                       # the judge also explains its decision
     python jsft.py --init=path/to/gpt2 --data=my_task --max_steps=2000
+    python jsft.py --bench                           # seconds per step, tokens per step
 
 Writes out/jsft/ckpt.pt; at the end prints the judge's agreement with the oracle on the
 policy's own pairs and the policy's oracle score: the two numbers stage 2 relies on.
@@ -59,6 +60,7 @@ defaults = dict(
     device="auto",           # auto: cuda, then mps, then cpu
     resume=False,            # continue from out_dir/ckpt.pt
     skip_bad_lines=False,    # skip malformed data lines (counted) instead of stopping
+    bench=False,             # time training steps on real batches, print figures, save nothing
 )
 
 
@@ -138,6 +140,20 @@ def lr_at(step, cfg):
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * min(t, 1.0))) * (cfg.lr - cfg.min_lr)
 
 
+def train_step(model, opt, cfg, step, judge_pairs, sft, device):
+    """One optimizer step (cfg.grad_accum micro-batches) at step's learning rate; returns
+    the last micro-batch's loss."""
+    for group in opt.param_groups:
+        group["lr"] = lr_at(step, cfg)
+    for micro in range(cfg.grad_accum):
+        loss = batch_loss(model, draw_batch(cfg, step, micro, judge_pairs, sft), device)
+        (loss / cfg.grad_accum).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
+
+
 def draw_batch(cfg, step, micro, judge_pairs, sft):
     """A batch: (judge examples, cfg.judge_ratio of it; SFT examples), as a function
     of (seed, step, micro) alone, so --resume continues the same run. judge_pairs: one
@@ -173,7 +189,8 @@ def init_model(cfg, task, device):
             tok = add_chat_tokens(train_tokenizer(task.texts(), cfg.vocab_size))
         config = GPTConfig(vocab_size=tok.get_vocab_size(), block_size=cfg.block_size,
                            n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                           pos=cfg.pos, dropout=cfg.dropout)
+                           pos=cfg.pos, dropout=cfg.dropout,
+                           gelu="exact")  # GPT-2's tanh form is 2-3x slower on a CPU
         model = GPT(config)
     elif os.path.isdir(cfg.init):
         model, tok = GPT.from_pretrained(cfg.init), load_tokenizer(cfg.init)
@@ -217,6 +234,33 @@ def eval_loss(model, examples, device, batch_size=128):
     loss = batch_loss(model, chunks, device).item()
     model.train()
     return loss
+
+
+def bench(model, opt, cfg, judge_pairs, sft, device, n_steps=20):
+    """Times n_steps training steps on real batches (after 3 untimed ones) and prints what
+    a step costs: seconds, tokens fed (padding included) and real tokens, and the time
+    max_steps would take. Trains the model it is given; saves nothing."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for i in range(3 + n_steps):
+        if i == 3:
+            sync()
+            t0 = time.time()
+        train_step(model, opt, cfg, i, judge_pairs, sft, device)
+    sync()
+    dt = (time.time() - t0) / n_steps
+    fed = real = 0  # the same timed steps' batches, drawn again (a batch is a function of
+    for i in range(3, 3 + n_steps):  # the step), counted outside the timing
+        for micro in range(cfg.grad_accum):
+            for part in draw_batch(cfg, i, micro, judge_pairs, sft):
+                lens = [len(x) - 1 for x, _ in part]
+                fed, real = fed + max(lens, default=0) * len(lens), real + sum(lens)
+    out = dict(step_s=dt, tokens_per_step=fed / n_steps, real_tokens_per_step=real / n_steps)
+    print(f"bench: {dt * 1e3:.0f} ms per step ({n_steps} steps of {cfg.batch_size} x "
+          f"{cfg.grad_accum} examples, {torch.get_num_threads()} threads, device {device}); "
+          f"{fed / n_steps:.0f} tokens fed per step, {real / n_steps:.0f} of them real "
+          f"({1 - real / max(fed, 1):.0%} padding); {fed / n_steps / dt:.0f} tokens/s; "
+          f"--max_steps={cfg.max_steps} would train for about {dt * cfg.max_steps:.0f}s")
+    return out
 
 
 def policy_report(model, tok, task, cfg, device):
@@ -271,6 +315,8 @@ def main(argv=None):
           f"judge_ratio {cfg.judge_ratio}")
     if not sft_train and not j_train:
         raise DataError(f"{cfg.data}: nothing to train on")
+    if cfg.bench:
+        return bench(model, opt, cfg, j_train, sft_train, device)
 
     # 3) train
     def evaluate():  # a part with no examples (e.g. --judge_ratio=0) reads "n/a"
@@ -287,15 +333,7 @@ def main(argv=None):
     bar = tqdm(range(step, cfg.max_steps), initial=step, total=cfg.max_steps, desc="jsft",
                dynamic_ncols=True, disable=None)
     for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg)
-        for micro in range(cfg.grad_accum):
-            parts = draw_batch(cfg, step, micro, j_train, sft_train)
-            loss = batch_loss(model, parts, device)
-            (loss / cfg.grad_accum).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        loss = train_step(model, opt, cfg, step, j_train, sft_train, device)
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_at(step, cfg):.1e}")
         if cfg.eval_interval and (step + 1) % cfg.eval_interval == 0 and step + 1 < cfg.max_steps:
             e = evaluate()

@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from data.task import load_task, mean_score
+from data.task import load_task, mean_score, principle_text
 from model import autocast, encode_query, get_device, load_checkpoint, pad_right, parse_flags
 from sample import sample_responses
 
@@ -39,18 +39,7 @@ def n_held_out(n_pairs):
     them; judge.py scores them; selfjudge.py --offline leaves them out too)."""
     return min(N_HELD_OUT_PAIRS, n_pairs // 10)
 
-PRINCIPLES = {  # kept short: every judge example and judgment pays for these tokens
-    "default": "Which is better?",
-    "correctness": "Which is correct?",
-    "format": "Which is well formatted?",
-}
-DECISIONS = ("A", "B")
-
-
-def principle_text(name):
-    """A principle's question; a name not in the table is used as the question itself,
-    so a task can bring its own principles."""
-    return PRINCIPLES.get(name or "default", name)
+DECISIONS = ("A", "B")  # the principles' questions: data/task.py, PRINCIPLES
 
 
 def judge_text(context, response_a, response_b, principle=None):

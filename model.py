@@ -36,6 +36,7 @@ class GPTConfig:
     n_head: int = 4
     n_embd: int = 128
     pos: str = "learned"      # learned: GPT-2's position embeddings (wpe); rope: rotary
+    gelu: str = "tanh"        # tanh: GPT-2's approximation; exact: erf, 2-3x faster on CPUs
     dropout: float = 0.0
     bias: bool = True         # GPT-2 has biases in Linear and LayerNorm
     lora_rank: int = 0        # 0: no adapters; >0: LoRA on c_attn, c_proj, c_fc
@@ -45,16 +46,23 @@ class GPTConfig:
 # -----------------------------------------------------------------------------
 # building blocks
 
-def rotary(x, pos, base=10000.0):
+def rotary_angles(pos, head_dim, base=10000.0):
+    """cos and sin (B, 1, T, head_dim/2) of the rotary angles pos * base^(-2i/head_dim) at
+    positions pos (B, T); computed once per forward pass and shared by every layer."""
+    freq = base ** (-torch.arange(0, head_dim, 2, device=pos.device, dtype=torch.float32)
+                    / head_dim)
+    angle = pos[:, None, :, None].float() * freq
+    return angle.cos(), angle.sin()
+
+
+def rotary(x, angles):
     """Rotary position embedding (RoPE; Su et al., 2021) of queries or keys x (B, H, T, D)
-    at positions pos (B, T): channel pairs (i, i + D/2) turn by the angle pos * base^(-2i/D),
-    so a query-key product depends on the two positions only through their difference. A
-    judge compares the i-th number of a response with the i-th of another and of the
-    prompt, wherever the lines start: relative positions make that one learned offset."""
-    D = x.size(-1)
-    freq = base ** (-torch.arange(0, D, 2, device=x.device, dtype=torch.float32) / D)
-    angle = pos[:, None, :, None].float() * freq                   # (B, 1, T, D/2)
-    cos, sin = angle.cos(), angle.sin()
+    with angles = rotary_angles(pos, D): channel pairs (i, i + D/2) turn by the angle
+    pos * base^(-2i/D), so a query-key product depends on the two positions only through
+    their difference. A judge compares the i-th number of a response with the i-th of
+    another and of the prompt, wherever the lines start: relative positions make that one
+    learned offset."""
+    cos, sin = angles
     x1, x2 = x.float().chunk(2, dim=-1)
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).to(x.dtype)
 
@@ -115,12 +123,12 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.rope = config.pos == "rope"
 
-    def forward(self, x, cache=None, layer=0, pos=None):
+    def forward(self, x, cache=None, layer=0, pos=None, angles=None):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if self.rope:  # keys enter the cache already rotated to their own positions
-            q, k = rotary(q, pos), rotary(k, pos)
+            q, k = rotary(q, angles), rotary(k, angles)
         drop = self.dropout if self.training else 0.0
         if cache is None:  # plain causal attention over the T positions given
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
@@ -147,9 +155,10 @@ class MLP(nn.Module):
         self.c_fc = Linear(config.n_embd, 4 * config.n_embd, config.bias, r, a)
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, config.bias, r, a)
         self.dropout = nn.Dropout(config.dropout)
+        self.approximate = "tanh" if config.gelu == "tanh" else "none"
 
     def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate="tanh")))
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):
@@ -161,8 +170,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias, eps=1e-5)
         self.mlp = MLP(config)
 
-    def forward(self, x, cache=None, layer=0, pos=None):
-        x = x + self.attn(self.ln_1(x), cache, layer, pos)
+    def forward(self, x, cache=None, layer=0, pos=None, angles=None):
+        x = x + self.attn(self.ln_1(x), cache, layer, pos, angles)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -176,6 +185,9 @@ class GPT(nn.Module):
         if config.pos not in ("learned", "rope"):
             raise ValueError(f"pos={config.pos!r}: position encoding is 'learned' (GPT-2) "
                              "or 'rope'")
+        if config.gelu not in ("tanh", "exact"):
+            raise ValueError(f"gelu={config.gelu!r}: GELU is 'tanh' (GPT-2's approximation) "
+                             "or 'exact'")
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
@@ -234,11 +246,14 @@ class GPT(nn.Module):
                 raise ValueError(f"KV cache full: position {int(pos.max())} is past "
                                  f"{min(cache.max_len, self.config.block_size)} positions")
         x = self.transformer.wte(idx)
-        if "wpe" in self.transformer:  # with rope, attention rotates q and k by pos instead
+        angles = None
+        if "wpe" in self.transformer:
             x = x + self.transformer.wpe(pos)
+        else:  # rope: attention turns q and k by these angles instead
+            angles = rotary_angles(pos, self.config.n_embd // self.config.n_head)
         x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
-            x = block(x, cache, i, pos)
+            x = block(x, cache, i, pos, angles)
         if cache is not None:
             cache.lengths = cache.lengths + T
         return self.transformer.ln_f(x)

@@ -38,6 +38,22 @@ LAYOUT = "; ".join(f"{name}.jsonl ({', '.join(req + opt)}) for {stage}"
                    for name, (req, opt, stage) in FILES.items())
 MAX_REPORTED = 3  # bad lines quoted in one message
 
+# The judge's questions, by the name a pair's "principle" field gives (judge.py builds the
+# judge prompt around them). They live here so that a tokenizer trained on a task learns
+# them as words: "Which is correct?" is 4 tokens, not 9 single letters, in every judge
+# example and every judgment.
+PRINCIPLES = {
+    "default": "Which is better?",
+    "correctness": "Which is correct?",
+    "format": "Which is well formatted?",
+}
+
+
+def principle_text(name):
+    """A principle's question; a name not in the table is used as the question itself,
+    so a task can bring its own principles."""
+    return PRINCIPLES.get(name or "default", name)
+
 
 class DataError(ValueError):
     """Bad task data; the message names the file, the line and what is wrong."""
@@ -166,7 +182,8 @@ class Task:
         return tuple(seen)
 
     def texts(self):
-        """Every text of the task, in file order: what a tokenizer is trained on."""
+        """Every text of the task, in file order, then the questions of the principles its
+        judge prompts use: what a tokenizer is trained on."""
         out = []
         for name in FILES:
             for r in getattr(self, name) or ():
@@ -176,7 +193,7 @@ class Task:
                     # a rationale follows its response's letter: "B drops 7."
                     out.append({"rationale_chosen": "A ", "rationale_rejected": "B "}
                                .get(k, "") + v)
-        return out
+        return out + [principle_text(name) for name in ("default",) + self.principles]
 
 
 def load_task(path, skip_bad_lines=False):

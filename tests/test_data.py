@@ -11,7 +11,7 @@ import pytest
 
 from data.hh import convert, split_example
 from data.task import (CHAT_TOKENS, DataError, check_lengths, fully_right_rate, load_task,
-                       mean_score, read_jsonl, train_tokenizer, win_rate)
+                       mean_score, principle_text, read_jsonl, train_tokenizer, win_rate)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SORT = os.path.join(ROOT, "data", "sort")
@@ -87,6 +87,10 @@ def test_tokenizer(task):
         assert len(tok.encode(s).ids) == 1, s
     for s in task.texts()[:200] + ["sort: 1 2\n\nResponse A: x, é!"]:
         assert tok.decode(tok.encode(s).ids) == s
+    # the judge's question, in every judge example, is words, not letters: the tokenizer
+    # was trained on the principles' questions as well as on the files
+    for name in ("default",) + task.principles:
+        assert len(tok.encode(principle_text(name)).ids) == 4, principle_text(name)
 
 
 def test_train_tokenizer_deterministic():

@@ -182,3 +182,14 @@ def test_plain_sft_with_judge_ratio_zero_runs(tmp_path):
         jsft.main(["--data", data, "--max_steps=2", f"--judge_ratio={ratio}", "--out_dir", out]
                   + TINY)
         assert load_checkpoint(os.path.join(out, "ckpt.pt"))[2]["step"] == 2
+
+
+def test_bench_times_real_batches_and_saves_nothing(tmp_path, capsys):
+    data = write_small_sort(tmp_path / "task")
+    out = tmp_path / "jsft"
+    r = jsft.main(["--data", data, "--bench", "--out_dir", str(out)] + TINY)
+    assert not out.exists()
+    # 8 examples a step: 6 judge examples of ~30 tokens and 2 SFT ones of ~12; padding
+    # only adds
+    assert 8 * 8 < r["real_tokens_per_step"] <= r["tokens_per_step"] < 8 * 64
+    assert r["step_s"] > 0 and "ms per step" in capsys.readouterr().out

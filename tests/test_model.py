@@ -7,10 +7,11 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import make_tiny
 from model import (GPT, IGNORE_INDEX, KVCache, load_checkpoint, parse_flags, rotary,
-                   save_checkpoint, sequence_logprobs)
+                   rotary_angles, save_checkpoint, sequence_logprobs)
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 
@@ -55,15 +56,23 @@ def test_rotary_scores_depend_only_on_relative_position():
     torch.manual_seed(0)
     q, k = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 5, 8)
     pos = torch.tensor([[0, 1, 2, 3, 4], [2, 3, 4, 9, 10]])
-    scores = lambda p: rotary(q, p) @ rotary(k, p).transpose(-1, -2)  # noqa: E731
+    turn = lambda x, p: rotary(x, rotary_angles(p, 8))  # noqa: E731
+    scores = lambda p: turn(q, p) @ turn(k, p).transpose(-1, -2)  # noqa: E731
     torch.testing.assert_close(scores(pos + 17), scores(pos), atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(rotary(q, torch.zeros_like(pos)), q)  # position 0: no turn
+    torch.testing.assert_close(turn(q, torch.zeros_like(pos)), q)  # position 0: no turn
     assert not torch.allclose(scores(pos * 2), scores(pos), atol=1e-3)
 
 
-def test_position_kinds_have_the_right_weights():
+def test_position_kinds_have_the_right_weights_and_gelu_kinds_compute_theirs():
+    x = torch.randn(2, 3, 32)
+    for gelu, approximate in (("tanh", "tanh"), ("exact", "none")):
+        mlp = make_tiny(gelu=gelu).transformer.h[0].mlp
+        want = mlp.c_proj(F.gelu(mlp.c_fc(x), approximate=approximate))
+        torch.testing.assert_close(mlp(x), want)
     assert "transformer.wpe.weight" in make_tiny().state_dict()
     assert "transformer.wpe.weight" not in make_tiny(pos="rope").state_dict()
+    with pytest.raises(ValueError, match="'tanh' .* or 'exact'"):
+        make_tiny(gelu="erf")
     with pytest.raises(ValueError, match="'learned' .* or 'rope'"):
         make_tiny(pos="alibi")
 
@@ -124,10 +133,10 @@ def _tok():
     return tok
 
 
-@pytest.mark.parametrize("pos", ["learned", "rope"])
-def test_checkpoint_roundtrip_and_bad_files(tmp_path, pos):
+@pytest.mark.parametrize("pos, gelu", [("learned", "tanh"), ("rope", "exact")])
+def test_checkpoint_roundtrip_and_bad_files(tmp_path, pos, gelu):
     tok = _tok()
-    model = make_tiny(vocab_size=tok.get_vocab_size(), pos=pos)
+    model = make_tiny(vocab_size=tok.get_vocab_size(), pos=pos, gelu=gelu)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model(torch.tensor([[1, 2, 3]]), torch.tensor([[2, 3, 4]]))[1].backward()
     opt.step()
@@ -141,9 +150,10 @@ def test_checkpoint_roundtrip_and_bad_files(tmp_path, pos):
     assert meta["step"] == 7 and meta["flags"] == {"lr": 1e-3}
     assert meta["optimizer"]["state"]  # AdamW moments travel for --resume
 
-    # a checkpoint written before GPTConfig had `pos` loads as GPT-2's learned positions
+    # a checkpoint written before GPTConfig had `pos` and `gelu` loads as GPT-2: learned
+    # positions, tanh GELU
     old = torch.load(path, weights_only=False)
-    if old["config"].pop("pos") == "learned":
+    if old["config"].pop("pos") == "learned" and old["config"].pop("gelu") == "tanh":
         torch.save(old, tmp_path / "old.pt")
         torch.testing.assert_close(load_checkpoint(str(tmp_path / "old.pt"))[0](idx)[0],
                                    model(idx)[0])

@@ -262,7 +262,7 @@ def test_evaluate_survives_samples_too_long_to_judge():
     policy that rarely stops crashed the run at its step-0 evaluation. Now main() caps
     responses at judge.response_budget and passes that cap to evaluate()."""
     tok = load_tokenizer(SORT)
-    model = make_tiny(vocab_size=tok.get_vocab_size(), block_size=128, n_layer=1)
+    model = make_tiny(vocab_size=tok.get_vocab_size(), block_size=100, n_layer=1)
     prompts = ["sort: 3 1 2", "sort: 40 7 13 5"]
     g = torch.Generator().manual_seed(0)
     n_new = response_budget(tok, prompts, model.config.block_size)
