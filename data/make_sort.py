@@ -159,22 +159,28 @@ def generate(seed=seed, out_dir=out_dir):
         shutil.copyfile(os.path.join(HERE, "oracle.py"), os.path.join(out_dir, "oracle.py"))
     score = load_oracle(HERE)
 
-    # 1) distinct prompts, each set from its own stream so that sizes can change alone
+    # 1) prompts, each set from its own stream so that sizes can change alone. Test,
+    # on-policy and SFT prompts are distinct. Pair prompts only avoid the test and on-policy
+    # ones and may repeat: there are just 1000 lists of three digits, and distinct draws
+    # left the pairs 84 of them (0.3% of pairs against 31% of test prompts), so the judge
+    # never learned to judge a short list (it preferred "2 2 7 9" to "2 7 9" at p = 0.92).
     seen = set()
 
-    def prompt_set(name, n):
+    def prompt_set(name, n, avoid=None):
         rng, out = random.Random(f"{seed}-{name}"), []
         while len(out) < n:
             xs = new_prompt(rng)
             p = "sort: " + fmt(xs)
-            if p not in seen:
-                seen.add(p)
+            if p not in (seen if avoid is None else avoid):
+                if avoid is None:
+                    seen.add(p)
                 out.append(xs)
         return out
     test = prompt_set("test", n_test)
     prompts = prompt_set("prompts", n_prompts)
+    held_out = set(seen)  # pairs never show a test or on-policy prompt
     sft_xs = prompt_set("sft", n_sft)
-    pair_xs = prompt_set("pairs", n_pairs)
+    pair_xs = prompt_set("pairs", n_pairs, avoid=held_out)
 
     # 2) demonstrations: about half right, the rest with one or two mistakes
     rng = random.Random(f"{seed}-sft-responses")
