@@ -3,7 +3,7 @@ Stage 1: Judge-augmented SFT. One model learns to follow instructions (sft.jsonl
 judge pairs of responses (pairs.jsonl), the judgment being one more instruction whose
 answer is a single token, A or B. Each pair is shown in both orders.
 
-    python jsft.py                                   # default task, from scratch, ~5 min CPU
+    python jsft.py                                   # default task, from scratch, ~6-7 min CPU
     python jsft.py --judge_ratio=0                   # plain SFT, for comparison
     python jsft.py --rationale                       # the judge also explains its decision
     python jsft.py --init=path/to/gpt2 --data=my_task --max_steps=2000
@@ -46,7 +46,7 @@ defaults = dict(
     pos="rope",              # positions, for --init=scratch: rope (rotary) | learned (GPT-2)
     dropout=0.0,
     vocab_size=512,          # for a tokenizer trained here when the task brings none
-    max_steps=1500,          # optimizer steps
+    max_steps=2000,          # optimizer steps
     batch_size=64,           # examples per micro-batch
     grad_accum=1,            # micro-batches per optimizer step
     lr=2e-3,                 # peak learning rate (AdamW)
