@@ -3,9 +3,9 @@ Stage 1: Judge-augmented SFT. One model learns to follow instructions (sft.jsonl
 judge pairs of responses (pairs.jsonl), the judgment being one more instruction whose
 answer is a single token, A or B. Each pair is shown in both orders.
 
-    python jsft.py                                   # default task, from scratch, ~6-7 min CPU
+    python jsft.py                                   # default task, from scratch, ~7 min CPU
     python jsft.py --judge_ratio=0                   # plain SFT, for comparison
-    python jsft.py --rationale                       # the judge also explains its decision
+    python jsft.py --rationale=False                 # the judge answers with the decision only
     python jsft.py --init=path/to/gpt2 --data=my_task --max_steps=2000
     python jsft.py --bench                           # seconds per step, tokens per step
 
@@ -37,7 +37,7 @@ defaults = dict(
     out_dir="out/jsft",      # where ckpt.pt goes
     init="scratch",          # scratch | a checkpoint | a GPT-2 folder (HF layout)
     judge_ratio=0.7,         # fraction of each batch that is judge examples (0 = plain SFT)
-    rationale=False,         # judge targets: decision + a short rationale (else decision only)
+    rationale=True,          # judge targets: decision + a short rationale (False: decision only)
     pair_orders=True,        # both orders of a pair in the same batch (False: drawn apart)
     n_layer=4,               # model size, for --init=scratch
     n_head=4,
