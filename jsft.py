@@ -3,7 +3,7 @@ Stage 1: Judge-augmented SFT. One model learns to follow instructions (sft.jsonl
 judge pairs of responses (pairs.jsonl), the judgment being one more instruction whose
 answer is a single token, A or B. Each pair is shown in both orders.
 
-    python jsft.py                                   # default task, from scratch, ~7 min CPU
+    python jsft.py                                   # default task, from scratch, ~8 min CPU
     python jsft.py --judge_ratio=0                   # plain SFT, for comparison
     python jsft.py --rationale=False                 # the judge answers with the decision only
     python jsft.py --init=path/to/gpt2 --data=my_task --max_steps=2000
