@@ -39,7 +39,8 @@ def n_held_out(n_pairs):
     them; judge.py scores them; selfjudge.py --offline leaves them out too)."""
     return min(N_HELD_OUT_PAIRS, n_pairs // 10)
 
-DECISIONS = ("A", "B")  # the principles' questions: data/task.py, PRINCIPLES
+# the principles' questions, one per name: data/task.py, PRINCIPLES
+DECISIONS = ("A", "B")
 
 
 def judge_text(context, response_a, response_b, principle=None):

@@ -121,13 +121,12 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = Linear(config.n_embd, config.n_embd, config.bias, r, a)
         self.n_head = config.n_head
         self.dropout = config.dropout
-        self.rope = config.pos == "rope"
 
     def forward(self, x, cache=None, layer=0, pos=None, angles=None):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        if self.rope:  # keys enter the cache already rotated to their own positions
+        if angles is not None:  # rope; keys enter the cache already rotated to their positions
             q, k = rotary(q, angles), rotary(k, angles)
         drop = self.dropout if self.training else 0.0
         if cache is None:  # plain causal attention over the T positions given
