@@ -492,7 +492,10 @@ def load_checkpoint(path, device="cpu"):
     if not isinstance(ckpt, dict) or ckpt.get("format") != "nano-self-judge/1":
         raise ValueError(f"{path}: not a nano-self-judge checkpoint (a GPT-2 folder loads "
                          "with --init FOLDER instead)")
-    model = GPT(GPTConfig(**ckpt["config"]))
+    try:
+        model = GPT(GPTConfig(**ckpt["config"]))
+    except (TypeError, ValueError) as e:  # an unknown or bad config field
+        raise ValueError(f"{path}: bad model config: {e}") from None
     model.load_state_dict(ckpt["model"])
     tok = Tokenizer.from_str(ckpt["tokenizer"])
     check_vocab(tok, model, f"{path}: ")

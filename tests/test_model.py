@@ -158,6 +158,11 @@ def test_checkpoint_roundtrip_and_bad_files(tmp_path, pos, gelu):
         torch.testing.assert_close(load_checkpoint(str(tmp_path / "old.pt"))[0](idx)[0],
                                    model(idx)[0])
 
+    old["config"]["gelu"] = "erf"
+    torch.save(old, tmp_path / "badcfg.pt")
+    with pytest.raises(ValueError, match="badcfg.pt: bad model config: gelu='erf'"):
+        load_checkpoint(str(tmp_path / "badcfg.pt"))
+
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_checkpoint(str(tmp_path / "missing.pt"))
     trunc = tmp_path / "trunc.pt"
