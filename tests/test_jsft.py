@@ -119,6 +119,34 @@ def test_batch_loss_over_parts_equals_one_padded_batch():
     assert not torch.isclose(split, jsft.example_loss(model(sidx)[0], stgt))  # both count
 
 
+
+def test_decision_weight_splits_a_judge_example_between_decision_and_rationale():
+    """With decision_weight w, a judge example's loss is w x (decision's cross-entropy) +
+    (1 - w) x (mean over its rationale's tokens); one without a rationale is all decision;
+    None is the plain per-example mean."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    tgt = torch.tensor([[IGNORE_INDEX, 3, 1, 4, IGNORE_INDEX],         # decision + 2 tokens
+                        [IGNORE_INDEX, IGNORE_INDEX, 2, IGNORE_INDEX, IGNORE_INDEX]])
+    ce = lambda t, y: torch.nn.functional.cross_entropy(logits[0, t], torch.tensor(y))  # noqa
+    d, r = ce(1, 3), (ce(2, 1) + ce(3, 4)) / 2
+    only = torch.nn.functional.cross_entropy(logits[1, 2], torch.tensor(2))
+    for w in (0.0, 0.5, 0.9):
+        got = jsft.example_loss(logits, tgt, decision_weight=w)
+        torch.testing.assert_close(got, ((w * d + (1 - w) * r) + only) / 2)
+    plain = jsft.example_loss(logits, tgt)
+    torch.testing.assert_close(plain, ((d + 2 * r) / 3 + only) / 2)
+    # batch_loss hands each part its own weight: the SFT part keeps the plain mean
+    model = make_tiny()
+    judge = [([1, 2, 3, 4, 5], [IGNORE_INDEX] * 2 + [9, 10, 11])]
+    sft = [([3, 4, 5], [IGNORE_INDEX, 5, 6])]
+    (jx, jy), (sx, sy) = jsft.collate(judge, "cpu"), jsft.collate(sft, "cpu")
+    want = (jsft.example_loss(model(jx)[0], jy, decision_weight=0.5)
+            + jsft.example_loss(model(sx)[0], sy)) / 2
+    torch.testing.assert_close(jsft.batch_loss(model, (judge, sft), "cpu", (0.5, None)), want)
+    assert not torch.isclose(jsft.batch_loss(model, (judge, sft), "cpu"), want)
+
+
 def test_lr_warmup_then_cosine_to_min_lr():
     cfg = jsft.parse_flags(jsft.defaults, ["--lr=1.0", "--min_lr=0.1", "--warmup_steps=10",
                                            "--max_steps=110"])
@@ -170,6 +198,12 @@ def test_malformed_data_names_file_and_line(tmp_path):
     with pytest.raises(DataError, match=r"sft\.jsonl:3: not valid JSON"):
         jsft.main(["--data", data, "--max_steps=1", "--out_dir", str(tmp_path / "o")] + TINY)
     assert not os.path.exists(tmp_path / "o" / "ckpt.pt")
+
+
+def test_decision_weight_outside_0_1_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match=r"--decision_weight=1.5: .* from 0 to 1"):
+        jsft.main(["--decision_weight=1.5", "--out_dir", str(tmp_path / "o")] + TINY)
+    assert not os.path.exists(tmp_path / "o")
 
 
 def test_plain_sft_with_judge_ratio_zero_runs(tmp_path):
