@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole pipeline on the default task, in run order (about 10 minutes on 2 CPU cores):
+# The whole pipeline on the default task, in run order (about 5 minutes on 2 CPU cores):
 #   stage 1  JSFT                               -> out/jsft/ckpt.pt
 #   stage 2  SELF-JUDGE (on-policy)             -> out/selfjudge/ckpt.pt
 #   baseline DPO on pairs.jsonl, same steps     -> out/dpo/ckpt.pt
