@@ -39,7 +39,8 @@ def n_held_out(n_pairs):
     them; judge.py scores them; selfjudge.py --offline leaves them out too)."""
     return min(N_HELD_OUT_PAIRS, n_pairs // 10)
 
-# the principles' questions, one per name: data/task.py, PRINCIPLES
+
+# the two answers a judgment ends with (the questions before them: data/task.py, PRINCIPLES)
 DECISIONS = ("A", "B")
 
 

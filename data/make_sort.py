@@ -164,23 +164,24 @@ def generate(seed=seed, out_dir=out_dir):
     # ones and may repeat: there are just 1000 lists of three digits, and distinct draws
     # left the pairs 84 of them (0.3% of pairs against 31% of test prompts), so the judge
     # never learned to judge a short list (it preferred "2 2 7 9" to "2 7 9" at p = 0.92).
-    seen = set()
-
-    def prompt_set(name, n, avoid=None):
+    def prompt_set(name, n, avoid, repeat=False):
+        """n prompts from the set's own stream, none of them in `avoid`; each joins `avoid`
+        unless repeat (so the sets drawn without repeat are distinct from one another)."""
         rng, out = random.Random(f"{seed}-{name}"), []
         while len(out) < n:
             xs = new_prompt(rng)
             p = "sort: " + fmt(xs)
-            if p not in (seen if avoid is None else avoid):
-                if avoid is None:
-                    seen.add(p)
+            if p not in avoid:
                 out.append(xs)
+                if not repeat:
+                    avoid.add(p)
         return out
-    test = prompt_set("test", n_test)
-    prompts = prompt_set("prompts", n_prompts)
-    held_out = set(seen)  # pairs never show a test or on-policy prompt
-    sft_xs = prompt_set("sft", n_sft)
-    pair_xs = prompt_set("pairs", n_pairs, avoid=held_out)
+    taken = set()
+    test = prompt_set("test", n_test, taken)
+    prompts = prompt_set("prompts", n_prompts, taken)
+    held_out = set(taken)  # pairs never show a test or on-policy prompt
+    sft_xs = prompt_set("sft", n_sft, taken)
+    pair_xs = prompt_set("pairs", n_pairs, held_out, repeat=True)
 
     # 2) demonstrations: about half right, the rest with one or two mistakes
     rng = random.Random(f"{seed}-sft-responses")
