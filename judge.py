@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from data.task import load_task, mean_score, principle_text
+from data.task import load_task, principle_text
 from model import autocast, encode_query, get_device, load_checkpoint, pad_right, parse_flags
 from sample import sample_responses
 
@@ -303,17 +303,44 @@ def pair_agreement(model, tok, pairs):
 def best_of_n(model, tok, prompts, oracle, max_n=16, generator=None, temperature=1.0,
               max_new_tokens=48, principles=(None,)):
     """Self-rejection: max_n samples per prompt once; for N = 1, 2, 4, ... the tournament
-    winner among the first N, scored by the oracle. Returns {N: mean oracle score}."""
+    winner among the first N, scored by the oracle. Returns {N: (winners' scores, best
+    scores)}, one score per prompt each: the best is the oracle's own pick of the N, the
+    most any judge could reach with those samples."""
     n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
     samples = sample_responses(model, tok, prompts, max_n, n_new, temperature,
                                generator=generator)
-    texts = [[s["text"] for s in row] for row in samples]
+    scores = [[oracle(c, s["text"]) for s in row] for c, row in zip(prompts, samples)]
     out, n = {}, 1
     while n <= max_n:
-        win = tournament(model, tok, prompts, [t[:n] for t in texts], generator, principles)
-        out[n] = mean_score(oracle, prompts, [t[w] for t, w in zip(texts, win)])
+        win = tournament(model, tok, prompts, [[s["text"] for s in row[:n]] for row in samples],
+                         generator, principles)
+        out[n] = ([sc[w] for sc, w in zip(scores, win)], [max(sc[:n]) for sc in scores])
         n *= 2
     return out
+
+
+def paired_change(before, after):
+    """Mean of after - before over prompts, and its standard error: the same prompts and
+    the same samples on both sides, so the noise of which prompts were drawn cancels."""
+    d = [b - a for a, b in zip(before, after)]
+    mean = sum(d) / len(d)
+    var = sum((x - mean) ** 2 for x in d) / max(len(d) - 1, 1)
+    return mean, (var / len(d)) ** 0.5
+
+
+def describe_best_of(table):
+    """judge.py --best_of's table: for each N the winners' mean score, its change from the
+    previous N (paired standard error), and the oracle's own pick of the N samples."""
+    lines, prev = [], None
+    for n, (won, best) in table.items():
+        change = ""
+        if prev is not None:
+            d, se = paired_change(prev, won)
+            change = f"{d:+.3f} +- {se:.3f}"
+        lines.append(f"  N = {n:2d}  {sum(won) / len(won):.3f}  {change:15s}  "
+                     f"{sum(best) / len(best):.3f}")
+        prev = won
+    return "\n".join(lines)
 
 
 def main(argv=None):
@@ -331,9 +358,11 @@ def main(argv=None):
             sys.exit("error: --best_of needs the task's oracle.py to score the winners")
         table = best_of_n(model, tok, prompts, task.oracle, cfg.best_of, g, cfg.temperature,
                           cfg.max_new_tokens, task_principles(task))
-        print(f"self-rejection on {len(prompts)} held-out prompts (oracle mean score):")
-        for n, s in table.items():
-            print(f"  N = {n:2d}  {s:.3f}")
+        print(f"self-rejection on {len(prompts)} held-out prompts: the oracle's mean score "
+              "of the tournament winner, its change from the previous N (+- a paired "
+              "standard error), and the oracle's own pick of the same N samples (the "
+              "ceiling):")
+        print(describe_best_of(table))
         return
     held = task.pairs[len(task.pairs) - n_held_out(len(task.pairs)):] if task.pairs else []
     if held:

@@ -279,6 +279,46 @@ def test_tournament_with_the_model_as_judge(tok, tiny_judge):
     assert len(win) == 3 and all(0 <= w < 6 for w in win)
 
 
+def test_best_of_n_scores_the_winner_among_the_first_n_samples(tok, tiny_judge, monkeypatch):
+    """N = 1 is the first sample; each N's winner is one of the first N samples (so its
+    score is at most the oracle's own pick of them), and that pick never falls as N
+    grows, the samples being nested."""
+    texts = [["2 1 3", "1 2 3", "3 2 1", "1 2"], ["9", "8 9", "9 8", "8 9"],
+             ["5 7", "7 5 13", "5 7 13 40", "40"]]
+    fake = lambda model, tok, prompts, n, *a, **k: [[dict(text=t) for t in row[:n]]  # noqa: E731
+                                                    for row in texts]
+    monkeypatch.setattr(judge, "sample_responses", fake)
+    oracle = lambda p, r: 1.0 if r == judge_answer(p) else 0.1 * len(r)  # noqa: E731
+    table = judge.best_of_n(tiny_judge, tok, CONTEXTS, oracle, max_n=4,
+                            generator=torch.Generator().manual_seed(0))
+    assert list(table) == [1, 2, 4]
+    won1, best1 = table[1]
+    assert won1 == best1 == [oracle(c, row[0]) for c, row in zip(CONTEXTS, texts)]
+    for n, (won, best) in table.items():
+        assert best == [max(oracle(c, t) for t in row[:n]) for c, row in zip(CONTEXTS, texts)]
+        assert all(w in [oracle(c, t) for t in row[:n]] for w, c, row in zip(won, CONTEXTS, texts))
+    assert table[4][1] == [1.0, 1.0, 1.0]
+
+
+def judge_answer(prompt):
+    return " ".join(sorted(prompt.split(": ")[1].split(), key=int))
+
+
+def test_paired_change_mean_and_standard_error():
+    """Differences 1, 1, 1, 1: no spread, so no error; differences 0, 2: mean 1, sample
+    standard deviation sqrt(2), standard error sqrt(2) / sqrt(2) = 1."""
+    assert judge.paired_change([0, 1, 2, 3], [1, 2, 3, 4]) == (1.0, 0.0)
+    mean, se = judge.paired_change([1, 1], [1, 3])
+    assert mean == 1.0 and se == pytest.approx(1.0)
+
+
+def test_describe_best_of_prints_every_n_with_its_change_and_ceiling():
+    table = {1: ([0.5, 0.5], [0.5, 0.5]), 2: ([1.0, 0.5], [1.0, 1.0])}
+    lines = judge.describe_best_of(table).splitlines()
+    assert lines[0].split() == ["N", "=", "1", "0.500", "0.500"]
+    assert lines[1].split() == ["N", "=", "2", "0.750", "+0.250", "+-", "0.250", "1.000"]
+
+
 # -----------------------------------------------------------------------------
 # fixed bugs: each test is named after the bug it pins
 
