@@ -238,7 +238,8 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
     k = pairs_per_prompt
     samples = sample_responses(model, tok, prompts, 2 * k, n_new, temperature,
                                generator=generator)
-    scores = [[oracle(c, s["text"]) for s in row] for c, row in zip(prompts, samples)]
+    texts = [[s["text"] for s in row] for row in samples]
+    scores = [[oracle(c, t) for t in row] for c, row in zip(prompts, texts)]
     prompts = [c for c in prompts for _ in range(k)]
     a = [s[2 * i]["text"] for s in samples for i in range(k)]
     b = [s[2 * i + 1]["text"] for s in samples for i in range(k)]
@@ -309,11 +310,11 @@ def best_of_n(model, tok, prompts, oracle, max_n=16, generator=None, temperature
     n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
     samples = sample_responses(model, tok, prompts, max_n, n_new, temperature,
                                generator=generator)
-    scores = [[oracle(c, s["text"]) for s in row] for c, row in zip(prompts, samples)]
+    texts = [[s["text"] for s in row] for row in samples]
+    scores = [[oracle(c, t) for t in row] for c, row in zip(prompts, texts)]
     out, n = {}, 1
     while n <= max_n:
-        win = tournament(model, tok, prompts, [[s["text"] for s in row[:n]] for row in samples],
-                         generator, principles)
+        win = tournament(model, tok, prompts, [t[:n] for t in texts], generator, principles)
         out[n] = ([sc[w] for sc, w in zip(scores, win)], [max(sc[:n]) for sc in scores])
         n *= 2
     return out
@@ -345,6 +346,9 @@ def describe_best_of(table):
 
 def main(argv=None):
     cfg = parse_flags(defaults, argv, __doc__)
+    if cfg.best_of < 0:
+        sys.exit(f"error: --best_of={cfg.best_of}: the largest N of the self-rejection table, "
+                 "1 or more (0: the judge's agreement instead)")
     device = get_device(cfg.device)
     model, tok, _ = load_checkpoint(cfg.ckpt, device)
     model.eval()

@@ -119,7 +119,6 @@ def test_batch_loss_over_parts_equals_one_padded_batch():
     assert not torch.isclose(split, jsft.example_loss(model(sidx)[0], stgt))  # both count
 
 
-
 def test_decision_weight_splits_a_judge_example_between_decision_and_rationale():
     """With decision_weight w, a judge example's loss is w x (decision's cross-entropy) +
     (1 - w) x (mean over its rationale's tokens); one without a rationale is all decision;

@@ -13,6 +13,7 @@ from tokenizers import Tokenizer
 
 import judge
 from conftest import ROOT, SORT, make_tiny
+from data.task import load_oracle
 from judge import (decision_ids, decision_probs, judge_prob, judge_query, majority,
                    onpolicy_agreement, swap_average, tournament)
 from model import add_chat_tokens, chat_ids, load_tokenizer
@@ -288,7 +289,7 @@ def test_best_of_n_scores_the_winner_among_the_first_n_samples(tok, tiny_judge, 
     fake = lambda model, tok, prompts, n, *a, **k: [[dict(text=t) for t in row[:n]]  # noqa: E731
                                                     for row in texts]
     monkeypatch.setattr(judge, "sample_responses", fake)
-    oracle = lambda p, r: 1.0 if r == judge_answer(p) else 0.1 * len(r)  # noqa: E731
+    oracle = load_oracle(SORT)  # 1.0 only for the sorted list
     table = judge.best_of_n(tiny_judge, tok, CONTEXTS, oracle, max_n=4,
                             generator=torch.Generator().manual_seed(0))
     assert list(table) == [1, 2, 4]
@@ -300,16 +301,17 @@ def test_best_of_n_scores_the_winner_among_the_first_n_samples(tok, tiny_judge, 
     assert table[4][1] == [1.0, 1.0, 1.0]
 
 
-def judge_answer(prompt):
-    return " ".join(sorted(prompt.split(": ")[1].split(), key=int))
-
-
 def test_paired_change_mean_and_standard_error():
     """Differences 1, 1, 1, 1: no spread, so no error; differences 0, 2: mean 1, sample
     standard deviation sqrt(2), standard error sqrt(2) / sqrt(2) = 1."""
     assert judge.paired_change([0, 1, 2, 3], [1, 2, 3, 4]) == (1.0, 0.0)
     mean, se = judge.paired_change([1, 1], [1, 3])
     assert mean == 1.0 and se == pytest.approx(1.0)
+
+
+def test_best_of_below_zero_is_refused(capsys):
+    with pytest.raises(SystemExit, match=r"--best_of=-1: .* 1 or more"):
+        judge.main(["--best_of=-1", "--ckpt=does/not/matter.pt"])
 
 
 def test_describe_best_of_prints_every_n_with_its_change_and_ceiling():
