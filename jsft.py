@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from data.task import (DataError, check_lengths, fully_right_rate, load_task, mean_score,
-                       train_tokenizer)
-from judge import (DECISIONS, decision_ids, describe_agreement, judge_query, n_held_out,
-                   onpolicy_agreement, task_principles)
-from model import (GPT, GPTConfig, IGNORE_INDEX, add_chat_tokens, autocast, check_vocab,
-                   encode_query, encode_response, get_device, load_checkpoint, load_tokenizer,
-                   pad_right, parse_flags, save_checkpoint)
-from sample import sample_responses
+from common import (autocast, check_vocab, get_device, load_checkpoint, out_dir_ready,
+                    parse_flags, resume_from, save_checkpoint)
+from data.chat import add_chat_tokens, encode_query, encode_response, load_tokenizer
+from data.task import DataError, check_lengths, load_task, n_held_out, train_tokenizer
+from evaluate import describe_agreement, policy_report
+from judge import DECISIONS, decision_ids, judge_query
+from model import GPT, GPTConfig, IGNORE_INDEX
+from sample import pad_right
 
 # -----------------------------------------------------------------------------
 # settings (override with --name=value)
@@ -41,11 +41,11 @@ defaults = dict(
     decision_weight=0.5,     # with a rationale: the decision's share of a judge example's loss
     pair_orders=True,        # both orders of a pair in the same batch (False: drawn apart)
     n_layer=4,               # model size, for --init=scratch
-    n_head=4,
+    n_head=4,                # attention heads, for --init=scratch
     n_embd=64,               # 0.22M parameters: a 2000-step judge in ~3 min on 2 CPU cores
     block_size=128,          # context length, for --init=scratch
     pos="rope",              # positions, for --init=scratch: rope (rotary) | learned (GPT-2)
-    dropout=0.0,
+    dropout=0.0,             # for --init=scratch
     vocab_size=512,          # for a tokenizer trained here when the task brings none
     max_steps=2000,          # optimizer steps
     batch_size=64,           # examples per micro-batch
@@ -53,16 +53,24 @@ defaults = dict(
     lr=2e-3,                 # peak learning rate (AdamW)
     min_lr=1e-4,             # cosine decays to this
     warmup_steps=100,        # linear warmup
-    weight_decay=0.1,
-    grad_clip=1.0,
+    weight_decay=0.1,        # AdamW, on weight matrices only
+    grad_clip=1.0,           # clip the gradient's norm to this
     eval_interval=300,       # held-out loss every this many steps (0 = only at the end)
     eval_prompts=200,        # test prompts for the final oracle report
-    seed=1337,
+    seed=1337,               # seeds the model's init and every batch: a run repeats exactly
     device="auto",           # auto: cuda, then mps, then cpu
     resume=False,            # continue from out_dir/ckpt.pt
     skip_bad_lines=False,    # skip malformed data lines (counted) instead of stopping
     bench=False,             # time training steps on real batches, print figures, save nothing
 )
+limits = dict(judge_ratio="[0, 1]", decision_weight="[0, 1]", n_layer="[1, inf)",
+              n_head="[1, inf)", n_embd="[1, inf)", block_size="[8, inf)", pos=("rope", "learned"),
+              dropout="[0, 1)", vocab_size="[259, inf)", max_steps="[1, inf)",
+              batch_size="[1, inf)", grad_accum="[1, inf)", lr="(0, inf)", min_lr="[0, inf)",
+              warmup_steps="[0, inf)", weight_decay="[0, inf)", grad_clip="(0, inf)",
+              eval_interval="[0, inf)", eval_prompts="[0, inf)")
+# the model's shape comes from the checkpoint on --resume; these flags cannot change it
+SHAPE = ("init", "n_layer", "n_head", "n_embd", "block_size", "pos", "vocab_size")
 
 
 # -----------------------------------------------------------------------------
@@ -122,14 +130,14 @@ def example_loss(logits, targets, reduction="mean", decision_weight=None):
     return total / max(int(has.sum()), 1)
 
 
-def batch_loss(model, parts, device, decision_weights=None):
-    """example_loss over all the examples of a batch, with one forward pass per part
-    (judge examples, SFT examples). Each part is padded to its own longest example, so a
-    ~16-token SFT example is not padded to a ~31-47-token judge example: the same loss
-    for less work (right padding never changes the real positions' logits).
-    decision_weights: example_loss's decision_weight for each part (None: for none)."""
+def batch_loss(model, parts, device):
+    """example_loss over all the examples of a batch, with one forward pass per part:
+    parts is a list of (examples, decision_weight), e.g. [(judge examples, 0.5), (SFT
+    examples, None)]. Each part is padded to its own longest example, so a ~16-token SFT
+    example is not padded to a ~31-47-token judge example: the same loss for less work
+    (right padding never changes the real positions' logits)."""
     total, count = 0.0, 0
-    for examples, w in zip(parts, decision_weights or [None] * len(parts)):
+    for examples, w in parts:
         if examples:
             idx, tgt = collate(examples, device)
             with autocast(device):
@@ -159,8 +167,7 @@ def train_step(model, opt, cfg, step, judge_pairs, sft, device):
     for group in opt.param_groups:
         group["lr"] = lr_at(step, cfg)
     for micro in range(cfg.grad_accum):
-        loss = batch_loss(model, draw_batch(cfg, step, micro, judge_pairs, sft), device,
-                          (cfg.decision_weight, None))  # draw_batch: (judge, sft)
+        loss = batch_loss(model, draw_batch(cfg, step, micro, judge_pairs, sft), device)
         (loss / cfg.grad_accum).backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
@@ -169,8 +176,9 @@ def train_step(model, opt, cfg, step, judge_pairs, sft, device):
 
 
 def draw_batch(cfg, step, micro, judge_pairs, sft):
-    """A batch: (judge examples, cfg.judge_ratio of it; SFT examples), as a function
-    of (seed, step, micro) alone, so --resume continues the same run. judge_pairs: one
+    """A batch in two parts, each with the decision weight its loss takes: [(judge
+    examples, cfg.judge_ratio of the batch; cfg.decision_weight), (SFT examples; None)],
+    a function of (seed, step, micro) alone, so --resume continues the same run. judge_pairs: one
     list of two examples (both orders) per pair. With cfg.pair_orders both orders of each
     drawn pair sit in the batch: the gradient sees the same two responses answered "A"
     one way round and "B" the other, so what it rewards is telling the responses apart,
@@ -185,15 +193,15 @@ def draw_batch(cfg, step, micro, judge_pairs, sft):
         judge = [e for pair in pick(judge_pairs, n_pairs) for e in pair]
     else:
         judge = [pair[i % 2] for i, pair in enumerate(pick(judge_pairs, 2 * n_pairs))]
-    return judge, pick(sft, cfg.batch_size - len(judge))
+    return [(judge, cfg.decision_weight), (pick(sft, cfg.batch_size - len(judge)), None)]
 
 
 # -----------------------------------------------------------------------------
-# model and tokenizer from --init
+# model, tokenizer and examples
 
 def init_model(cfg, task, device):
-    """-> (model, tok, start_meta). scratch: a new GPT (and a tokenizer trained on the task
-    if it brings none); a file: our checkpoint; a folder: GPT-2 weights."""
+    """-> (model, tok). scratch: a new GPT (and a tokenizer trained on the task if it
+    brings none); a file: our checkpoint; a folder: GPT-2 weights."""
     if cfg.init == "scratch":
         if task.tokenizer_file:
             tok = load_tokenizer(task.tokenizer_file)
@@ -216,38 +224,85 @@ def init_model(cfg, task, device):
 
 
 def build_examples(cfg, task, tok, block_size):
-    """Tokenized SFT and judge examples, each split into train and held-out parts."""
+    """Tokenized SFT examples and judge examples (two per pair, both orders) that fit the
+    context, each split into a training part and a held-out tail:
+    dict(sft=(train, held out), judge=(train grouped by pair, held out flat))."""
     sft = task.require("sft") if cfg.judge_ratio < 1 else []
     pairs = task.require("pairs") if cfg.judge_ratio > 0 else []
-    # tokenize each record once; check_lengths then reads the ids (and names file:line)
-    sft = [dict(r, _ex=[sft_example(tok, r["prompt"], r["response"])]) for r in sft]
-    pairs = [dict(r, _ex=judge_examples(tok, r, cfg.rationale)) for r in pairs]
-    longest = lambda r: max((x for x, _ in r["_ex"]), key=len)  # noqa: E731
-    sft = check_lengths(sft, longest, block_size, "prompt + response", cfg.skip_bad_lines)
-    pairs = check_lengths(pairs, longest, block_size, "judge prompt + decision",
-                          cfg.skip_bad_lines)
-    n_val_sft = min(256, len(sft) // 10)
-    n_val_pairs = n_held_out(len(pairs))  # judge.py scores the same held-out pairs
-    sft_ex = [r["_ex"][0] for r in sft]
-    judge_ex = [r["_ex"] for r in pairs]
-    split = lambda xs, n: (xs[:len(xs) - n], xs[len(xs) - n:])  # noqa: E731
-    sft_train, sft_val = split(sft_ex, n_val_sft)
-    j_train, j_val = split(judge_ex, n_val_pairs)
-    flat = lambda xs: [e for pair in xs for e in pair]  # noqa: E731
+    sft_ex = fitting(sft, [[sft_example(tok, r["prompt"], r["response"])] for r in sft],
+                     block_size, "prompt + response", cfg.skip_bad_lines)
+    judge_ex = fitting(pairs, [judge_examples(tok, r, cfg.rationale) for r in pairs],
+                       block_size, "judge prompt + decision", cfg.skip_bad_lines)
+    n_sft = len(sft_ex) - min(256, len(sft_ex) // 10)
+    n_judge = len(judge_ex) - n_held_out(len(judge_ex))  # evaluate.py scores the same tail
     # judge training examples stay grouped by pair (both orders), so a batch can hold both
-    return dict(sft=(sft_train, sft_val), judge=(j_train, flat(j_val)))
+    return dict(sft=([e for ex in sft_ex[:n_sft] for e in ex],
+                     [e for ex in sft_ex[n_sft:] for e in ex]),
+                judge=(judge_ex[:n_judge], [e for ex in judge_ex[n_judge:] for e in ex]))
+
+
+def fitting(records, examples, block_size, what, skip_bad_lines):
+    """The examples (a list per record) of the records whose longest example fits the
+    context; check_lengths names the file and line of the others."""
+    longest = [max(len(x) for x, _ in ex) for ex in examples]
+    keep = check_lengths(records, longest, block_size, what, skip_bad_lines)
+    return [examples[i] for i in keep]
+
+
+# -----------------------------------------------------------------------------
+# training
+
+def make_optimizer(model, cfg):
+    """AdamW with weight decay on matrices only (nanoGPT's split)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay),
+                              dict(params=no_decay, weight_decay=0.0)], lr=cfg.lr,
+                             betas=(0.9, 0.95))
 
 
 @torch.no_grad()
 def eval_loss(model, examples, device, batch_size=128, decision_weight=None):
-    """Mean per-example loss (as in training) over a list of examples."""
+    """Mean per-example loss (as in training) over a list of examples; nan for none."""
     if not examples:
         return float("nan")
     model.eval()
     chunks = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
-    loss = batch_loss(model, chunks, device, [decision_weight] * len(chunks)).item()
+    loss = batch_loss(model, [(c, decision_weight) for c in chunks], device).item()
     model.train()
     return loss
+
+
+def held_out_losses(model, ex, cfg, device):
+    """The held-out SFT and judge losses, as text ("n/a" for a part with no examples)."""
+    sft = eval_loss(model, ex["sft"][1], device)
+    judge = eval_loss(model, ex["judge"][1], device, decision_weight=cfg.decision_weight)
+    return f"held-out sft loss {_fmt(sft)}, judge loss {_fmt(judge)}"
+
+
+def _fmt(x):
+    return f"{x:.4f}" if x == x else "n/a"
+
+
+def train(model, opt, tok, cfg, ex, start, device):
+    """Steps start .. max_steps, a held-out evaluation and a checkpoint every
+    eval_interval steps and at the end."""
+    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+
+    def save(step):
+        save_checkpoint(ckpt_path, model, tok, dict(step=step, flags=dict(cfg), stage="jsft"),
+                        opt)
+    model.train()
+    bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, desc="jsft",
+               dynamic_ncols=True, disable=None)
+    for step in bar:
+        loss = train_step(model, opt, cfg, step, ex["judge"][0], ex["sft"][0], device)
+        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_at(step, cfg):.1e}")
+        if cfg.eval_interval and (step + 1) % cfg.eval_interval == 0 and step + 1 < cfg.max_steps:
+            tqdm.write(f"step {step + 1}: {held_out_losses(model, ex, cfg, device)}")
+            save(step + 1)
+    save(cfg.max_steps)
+    return ckpt_path
 
 
 def bench(model, opt, cfg, judge_pairs, sft, device, n_steps=20):
@@ -265,7 +320,7 @@ def bench(model, opt, cfg, judge_pairs, sft, device, n_steps=20):
     fed = real = 0  # the same timed steps' batches, drawn again (a batch is a function of
     for i in range(3, 3 + n_steps):  # the step), counted outside the timing
         for micro in range(cfg.grad_accum):
-            for part in draw_batch(cfg, i, micro, judge_pairs, sft):
+            for part, _ in draw_batch(cfg, i, micro, judge_pairs, sft):
                 lens = [len(x) - 1 for x, _ in part]
                 fed, real = fed + max(lens, default=0) * len(lens), real + sum(lens)
     out = dict(step_s=dt, tokens_per_step=fed / n_steps, real_tokens_per_step=real / n_steps)
@@ -277,99 +332,58 @@ def bench(model, opt, cfg, judge_pairs, sft, device, n_steps=20):
     return out
 
 
-def policy_report(model, tok, task, cfg, device):
-    """The oracle's view of the trained model: its samples' mean score and fully-right
-    rate at temperature 1, and the judge's agreement with the oracle on its own pairs."""
-    oracle = task.get_oracle()
-    tests = task.test or task.prompts
-    if oracle is None or not tests:
-        return {}
-    prompts = [x["prompt"] for x in tests][:cfg.eval_prompts]
-    model.eval()
-    g = torch.Generator(device=device).manual_seed(cfg.seed)
-    samples = [s[0]["text"] for s in sample_responses(model, tok, prompts, 1, generator=g)]
-    out = dict(oracle_score=mean_score(oracle, prompts, samples),
-               fully_right=fully_right_rate(oracle, prompts, samples))
-    if cfg.judge_ratio > 0:
-        out.update(onpolicy_agreement(model, tok, prompts, oracle, g,
-                                      principle=task_principles(task)[0]))
-    return out
+# -----------------------------------------------------------------------------
+# the run
+
+def load_or_init(cfg, task, device):
+    """-> (model, tok, optimizer, step): fresh from --init, or from out_dir on --resume."""
+    step, meta = 0, {}
+    if cfg.resume:
+        model, tok, meta = resume_from(cfg, "jsft", SHAPE, device)
+        step = meta["step"]
+    else:
+        model, tok = init_model(cfg, task, device)
+    opt = make_optimizer(model, cfg)
+    if cfg.resume and meta.get("optimizer"):
+        opt.load_state_dict(meta["optimizer"])
+    return model, tok, opt, step
 
 
 def main(argv=None):
-    cfg = parse_flags(defaults, argv, __doc__)
-    if not 0 <= cfg.decision_weight <= 1:
-        raise ValueError(f"--decision_weight={cfg.decision_weight}: it is a share of a judge "
-                         "example's loss, from 0 to 1")
+    cfg = parse_flags(defaults, argv, __file__, limits)
     device = get_device(cfg.device)
     torch.manual_seed(cfg.seed)
     task = load_task(cfg.data, cfg.skip_bad_lines)
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
 
     # 1) model, tokenizer, optimizer (fresh or resumed)
-    step, meta = 0, {}
-    if cfg.resume:
-        model, tok, meta = load_checkpoint(ckpt_path, device)
-        step = meta["step"]
-        print(f"resuming from {ckpt_path} at step {step}")
-    else:
-        model, tok = init_model(cfg, task, device)
+    model, tok, opt, step = load_or_init(cfg, task, device)
     print(f"model: {model.num_params() / 1e6:.2f}M parameters, context "
           f"{model.config.block_size}, vocab {model.config.vocab_size}, device {device}")
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([dict(params=decay, weight_decay=cfg.weight_decay),
-                             dict(params=no_decay, weight_decay=0.0)], lr=cfg.lr,
-                            betas=(0.9, 0.95))
-    if cfg.resume and meta.get("optimizer"):
-        opt.load_state_dict(meta["optimizer"])
 
     # 2) data: SFT examples (loss on responses) and judge examples (loss on decisions)
     ex = build_examples(cfg, task, tok, model.config.block_size)
-    (sft_train, sft_val), (j_train, j_val) = ex["sft"], ex["judge"]
-    print(f"examples: sft {len(sft_train)} train / {len(sft_val)} held out; judge "
-          f"{2 * len(j_train)} train / {len(j_val)} held out (each pair in both orders); "
-          f"judge_ratio {cfg.judge_ratio}")
-    if not sft_train and not j_train:
+    print(f"examples: sft {len(ex['sft'][0])} train / {len(ex['sft'][1])} held out; judge "
+          f"{2 * len(ex['judge'][0])} train / {len(ex['judge'][1])} held out (each pair in "
+          f"both orders); judge_ratio {cfg.judge_ratio}")
+    if not ex["sft"][0] and not ex["judge"][0]:
         raise DataError(f"{cfg.data}: nothing to train on")
     if cfg.bench:
-        return bench(model, opt, cfg, j_train, sft_train, device)
+        return bench(model, opt, cfg, ex["judge"][0], ex["sft"][0], device)
 
     # 3) train
-    def evaluate():  # a part with no examples (e.g. --judge_ratio=0) reads "n/a"
-        return {k: f"{v:.4f}" if v == v else "n/a" for k, v in (
-            ("sft_loss", eval_loss(model, sft_val, device)),
-            ("judge_loss", eval_loss(model, j_val, device,
-                                     decision_weight=cfg.decision_weight)))}
-
-    def save(step):
-        save_checkpoint(ckpt_path, model, tok, dict(step=step, flags=dict(cfg), stage="jsft"),
-                        opt)
-
-    model.train()
+    out_dir_ready(cfg.out_dir)
     t0 = time.time()
-    bar = tqdm(range(step, cfg.max_steps), initial=step, total=cfg.max_steps, desc="jsft",
-               dynamic_ncols=True, disable=None)
-    for step in bar:
-        loss = train_step(model, opt, cfg, step, j_train, sft_train, device)
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_at(step, cfg):.1e}")
-        if cfg.eval_interval and (step + 1) % cfg.eval_interval == 0 and step + 1 < cfg.max_steps:
-            e = evaluate()
-            tqdm.write(f"step {step + 1}: held-out sft loss {e['sft_loss']}, "
-                       f"judge loss {e['judge_loss']}")
-            save(step + 1)
-    step = cfg.max_steps
-    save(step)
-    e = evaluate()
-    print(f"done in {time.time() - t0:.0f}s: held-out sft loss {e['sft_loss']}, judge "
-          f"loss {e['judge_loss']}; saved {ckpt_path}")
+    ckpt_path = train(model, opt, tok, cfg, ex, step, device)
+    print(f"done in {time.time() - t0:.0f}s: {held_out_losses(model, ex, cfg, device)}; "
+          f"saved {ckpt_path}")
 
     # 4) what stage 2 relies on: a policy below the ceiling and a judge that agrees
-    r = policy_report(model, tok, task, cfg, device)
+    tests = task.test or task.prompts or []
+    prompts = [x["prompt"] for x in tests][:cfg.eval_prompts]
+    r = policy_report(model, tok, task, prompts, cfg.seed, judge=cfg.judge_ratio > 0)
     if r:
-        print(f"policy on {min(cfg.eval_prompts, len(task.test or task.prompts))} held-out "
-              f"prompts (temperature 1): oracle score {r['oracle_score']:.3f}, fully right "
-              f"{r['fully_right']:.1%}")
+        print(f"policy on {len(prompts)} held-out prompts (temperature 1): oracle score "
+              f"{r['oracle_score']:.3f}, fully right {r['fully_right']:.1%}")
     if "agreement" in r:
         print(describe_agreement(r))
     return r
@@ -378,5 +392,5 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")

@@ -1,15 +1,16 @@
 """
-The model: a GPT-2 written from scratch, with a KV cache and optional LoRA, plus the
-things every stage needs around it: the tokenizer, the chat format, checkpoints and the
-device. Parameter names follow GPT-2 (wte, wpe, c_attn, c_proj, c_fc, ln_f), so loading
-real GPT-2 weights is one loop with shape checks and one transpose rule. A model trained
-from scratch may use rotary positions instead of wpe (GPTConfig.pos = "rope").
+The model: a GPT-2 written from scratch, with a KV cache and optional LoRA, GPT-2 weight
+loading, and checkpoints. Parameter names follow GPT-2 (wte, wpe, c_attn, c_proj, c_fc,
+ln_f), so loading real GPT-2 weights is one loop with shape checks and one transpose
+rule. A model trained from scratch may use rotary positions instead of wpe
+(GPTConfig.pos = "rope"). The chat format lives in data/chat.py, flags and the device in
+common.py.
 
     from model import GPT, GPTConfig
     model = GPT(GPTConfig(vocab_size=512, block_size=128, n_layer=4, n_head=4, n_embd=128))
     logits, loss = model(idx, targets)          # idx (B, T) -> logits (B, T, V)
 
-Run `python model.py PATH` to print a checkpoint's or GPT-2 folder's config.
+Run `python model.py GPT2_FOLDER` to print a GPT-2 folder's config.
 """
 import contextlib
 import json
@@ -17,13 +18,11 @@ import math
 import os
 import struct
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from data.task import CHAT_TOKENS
 
 IGNORE_INDEX = -100  # the one ignore index: targets with this value carry no loss
 
@@ -93,17 +92,30 @@ class Linear(nn.Linear):
 class KVCache:
     """Keys and values for every layer, preallocated once for prompt + new tokens.
 
-    `lengths[b]` is how many positions of row b are filled, so rows with prompts of
+    `lengths[b]` is how many positions of row b hold real tokens, so rows with prompts of
     different lengths decode together: each row writes its next token at its own position.
+    A ragged prefill writes padding past a row's end too; it never counts (the model
+    advances `lengths` by each row's real length) and the row's next tokens overwrite it.
     """
 
     def __init__(self, config, batch_size, max_len, device, dtype):
         hs = config.n_embd // config.n_head
-        shape = (config.n_layer, batch_size, config.n_head, max_len, hs)
+        shape = (config.n_layer, batch_size, config.n_head, max_len, hs)  # (L, B, H, S, D)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.max_len = max_len
+
+    def write(self, layer, pos, k, v):
+        """Store one layer's k, v (B, H, T, D) at each row's own positions pos (B, T)."""
+        rows = torch.arange(k.size(0), device=k.device)[:, None]  # (B, 1), broadcasts to pos
+        # indexing [layer, rows, :, pos] addresses a (B, T, H, D) block: T moves before H
+        self.k[layer, rows, :, pos] = k.transpose(1, 2).to(self.k.dtype)
+        self.v[layer, rows, :, pos] = v.transpose(1, 2).to(self.v.dtype)
+
+    def read(self, layer, n):
+        """One layer's keys and values at the first n positions: (B, H, n, D) each."""
+        return self.k[layer, :, :, :n], self.v[layer, :, :, :n]
 
     def keep(self, rows):
         """Drop every row not in `rows` (a LongTensor of row indices), e.g. finished ones."""
@@ -133,14 +145,12 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         else:
             # write this chunk at each row's own positions pos (B, T), then attend to
-            # every filled key up to and including the query's own position
-            rows = torch.arange(B, device=x.device)[:, None]
-            cache.k[layer, rows, :, pos] = k.transpose(1, 2).to(cache.k.dtype)
-            cache.v[layer, rows, :, pos] = v.transpose(1, 2).to(cache.v.dtype)
+            # every key up to and including the query's own position
+            cache.write(layer, pos, k, v)
             S = int(pos.max()) + 1                              # keys worth looking at
             keys = torch.arange(S, device=x.device)
             mask = keys[None, None, :] <= pos[:, :, None]       # (B, T, S)
-            kk, vv = cache.k[layer, :, :, :S].to(q.dtype), cache.v[layer, :, :, :S].to(q.dtype)
+            kk, vv = (t.to(q.dtype) for t in cache.read(layer, S))  # (B, H, S, D) each
             y = F.scaled_dot_product_attention(q, kk, vv, attn_mask=mask[:, None])
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return F.dropout(self.c_proj(y), drop, self.training)
@@ -216,23 +226,26 @@ class GPT(nn.Module):
         wpe = self.transformer["wpe"].weight.numel() if "wpe" in self.transformer else 0
         return sum(p.numel() for p in self.parameters()) - wpe
 
-    def forward(self, idx, targets=None, cache=None):
+    def forward(self, idx, targets=None, cache=None, lengths=None):
         """idx (B, T) token ids -> logits (B, T, V) at every position, and the mean
         cross-entropy over targets (B, T) that are not IGNORE_INDEX (None without targets).
 
         With a KVCache, idx continues each row at its filled length: row b's tokens take
-        positions cache.lengths[b] .. + T - 1, and cache.lengths grows by T.
+        positions cache.lengths[b] .. + T - 1, and cache.lengths grows by T, or by
+        lengths[b] when only the first lengths[b] tokens of row b are real (see hidden).
         """
-        logits = self.lm_head(self.hidden(idx, cache)).float()  # (B, T, V), fp32 for losses
+        logits = self.lm_head(self.hidden(idx, cache, lengths)).float()  # (B, T, V), fp32
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1),
                                    ignore_index=IGNORE_INDEX)
         return logits, loss
 
-    def hidden(self, idx, cache=None):
+    def hidden(self, idx, cache=None, lengths=None):
         """The final hidden states (B, T, C), before lm_head: for callers that need the
-        logits at a few positions only (the judge reads one per row)."""
+        logits at a few positions only (the judge reads one per row). With a cache,
+        `lengths` (B,) says how many of each row's T tokens are real (a right-padded,
+        ragged prefill); the cache counts those only. None: all T are real."""
         B, T = idx.size()
         if cache is None:
             if T > self.config.block_size:
@@ -254,7 +267,7 @@ class GPT(nn.Module):
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache, i, pos, angles)
         if cache is not None:
-            cache.lengths = cache.lengths + T
+            cache.lengths = cache.lengths + (T if lengths is None else lengths)
         return self.transformer.ln_f(x)
 
     # --- LoRA -----------------------------------------------------------------
@@ -378,211 +391,15 @@ def read_safetensors(file):
     return out
 
 
-# -----------------------------------------------------------------------------
-# tokenizer and the chat format
-
-def load_tokenizer(path, chat=True):
-    """A `tokenizers.Tokenizer` from tokenizer.json (or a folder holding one). With chat,
-    the chat tokens are added as special tokens when the file lacks them (e.g. GPT-2's);
-    the model then needs `resize_vocab(tok.get_vocab_size())`."""
-    from tokenizers import Tokenizer
-    file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
-    if not os.path.isfile(file):
-        raise FileNotFoundError(f"{file}: tokenizer file not found")
-    try:
-        tok = Tokenizer.from_file(file)
-    except Exception as e:
-        raise ValueError(f"{file}: not a Hugging Face tokenizers file: {e}") from None
-    return add_chat_tokens(tok) if chat else tok
-
-
-def add_chat_tokens(tok):
-    missing = [t for t in CHAT_TOKENS if tok.token_to_id(t) is None]
-    if missing:
-        tok.add_special_tokens(missing)
-    return tok
-
-
-def check_vocab(tok, model, where=""):
-    """Every id the tokenizer can produce must have an embedding row."""
-    n = tok.get_vocab_size(with_added_tokens=True)
-    if n > model.config.vocab_size:
-        raise ValueError(f"{where}tokenizer has {n} tokens but the model's vocab_size is "
-                         f"{model.config.vocab_size}: the tokenizer does not belong to this "
-                         "checkpoint (pass the checkpoint's own tokenizer, or resize the model)")
-
-
-def chat_ids(tok):
-    """(user, assistant, end) token ids; end is the stop token of every response."""
-    return tuple(tok.token_to_id(t) for t in CHAT_TOKENS)
-
-
-def encode_query(tok, prompt):
-    """<|user|> prompt <|end|> <|assistant|>: ends exactly where the response starts."""
-    user, assistant, end = chat_ids(tok)
-    return [user] + tok.encode(prompt, add_special_tokens=False).ids + [end, assistant]
-
-
-def encode_response(tok, response):
-    """A response's ids followed by the stop token <|end|>, which belongs to the response."""
-    return tok.encode(response, add_special_tokens=False).ids + [chat_ids(tok)[2]]
-
-
-def decode_response(tok, ids):
-    """Sampled ids -> text, cut at the first stop token."""
-    end = chat_ids(tok)[2]
-    ids = list(ids)
-    if end in ids:
-        ids = ids[:ids.index(end)]
-    return tok.decode(ids, skip_special_tokens=True)
-
-
-# -----------------------------------------------------------------------------
-# batches and log-probabilities
-
-def pad_right(seqs, value=0, device="cpu"):
-    """Lists of token ids of any lengths -> (B, L) LongTensor, each row left-aligned and
-    filled with `value` past its end. Every stage batches ragged sequences this way; the
-    lengths say where each row ends (a pad id is never used to find the end)."""
-    L = max(len(s) for s in seqs)
-    out = torch.full((len(seqs), L), value, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-    return out.to(device)
-
-
-def sequence_logprobs(logits, targets, mask):
-    """Summed log-probability of each row's masked targets.
-
-    logits (B, T, V), targets (B, T) token ids, mask (B, T) 1.0 where the target counts.
-    Position t's logits predict targets[:, t] (shift before calling). Returns (B,) float32.
-    """
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    tok_logp = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
-    return (tok_logp * mask).sum(-1)
-
-
-# -----------------------------------------------------------------------------
-# checkpoints
-
-def save_checkpoint(path, model, tok, meta, optimizer=None):
-    """Config, weights, tokenizer JSON, meta (flags, step, ...) and optimizer state, written
-    to a temporary file and renamed, so an interrupted save never leaves a broken file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    model = getattr(model, "_orig_mod", model)  # never save a compiled model's prefixed keys
-    ckpt = {"format": "nano-self-judge/1", "config": asdict(model.config),
-            "model": model.state_dict(), "tokenizer": tok.to_str(), "meta": meta,
-            "optimizer": optimizer.state_dict() if optimizer is not None else None}
-    tmp = path + ".tmp"
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, device="cpu"):
-    """-> (model, tok, meta); meta["optimizer"] holds the optimizer state (or None)."""
-    from tokenizers import Tokenizer
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: checkpoint not found (train one first, e.g. "
-                                "`python jsft.py`, or pass --init scratch)")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)  # no code from files
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable checkpoint (truncated or foreign file?): "
-                         f"{type(e).__name__}: {e}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "nano-self-judge/1":
-        raise ValueError(f"{path}: not a nano-self-judge checkpoint (a GPT-2 folder loads "
-                         "with --init FOLDER instead)")
-    try:
-        model = GPT(GPTConfig(**ckpt["config"]))
-    except (TypeError, ValueError) as e:  # an unknown or bad config field
-        raise ValueError(f"{path}: bad model config: {e}") from None
-    model.load_state_dict(ckpt["model"])
-    tok = Tokenizer.from_str(ckpt["tokenizer"])
-    check_vocab(tok, model, f"{path}: ")
-    meta = dict(ckpt["meta"] or {})
-    meta["optimizer"] = ckpt.get("optimizer")
-    return model.to(device), tok, meta
-
-
-# -----------------------------------------------------------------------------
-# settings: every script keeps its knobs in one `defaults` dict at the top
-
-def parse_flags(defaults, argv=None, doc=""):
-    """--name=value or --name value (a bare --name sets a bool to True). Each value takes
-    its default's type; a default of None accepts anything. Unknown names are errors that
-    list the known ones. Prints the resolved settings and returns them as a namespace."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    cfg = dict(defaults)
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-h", "--help"):
-            print((doc or "").strip() + "\n\nsettings (defaults):")
-            for k, v in defaults.items():
-                print(f"  --{k}={v}")
-            sys.exit(0)
-        if not arg.startswith("--"):
-            sys.exit(f"error: unexpected argument {arg!r}; settings look like --name=value")
-        name, eq, value = arg[2:].partition("=")
-        if name not in cfg:
-            sys.exit(f"error: unknown setting --{name}; known: "
-                     + ", ".join("--" + k for k in defaults))
-        if not eq:
-            nxt = argv[i + 1] if i + 1 < len(argv) else None
-            if isinstance(defaults[name], bool) and (nxt is None or nxt.startswith("--")):
-                value = "true"
-            elif nxt is None:
-                sys.exit(f"error: --{name} needs a value")
-            else:
-                value, i = nxt, i + 1
-        cfg[name] = _convert(name, value, defaults[name])
-        i += 1
-    print("settings: " + " ".join(f"{k}={v}" for k, v in cfg.items()))
-    return _Namespace(cfg)
-
-
-class _Namespace(dict):
-    __getattr__ = dict.__getitem__
-
-
-def _convert(name, value, default):
-    try:
-        if isinstance(default, bool):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return value.lower() in ("true", "1")
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-    except ValueError:
-        sys.exit(f"error: --{name}={value!r}: expected a {type(default).__name__}")
-    return value if default is not None or value.lower() != "none" else None
-
-
-# -----------------------------------------------------------------------------
-# device
-
-def get_device(name="auto"):
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def autocast(device):
-    """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 is slower than fp32 here)."""
-    if torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def main(argv):
+    if len(argv) != 1:
+        sys.exit("usage: python model.py GPT2_FOLDER (a checkpoint: python common.py CKPT)")
+    m = GPT.from_pretrained(argv[0])
+    print(m.config, f"\n{m.num_params() / 1e6:.2f}M parameters")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python model.py CKPT_OR_GPT2_FOLDER")
-    p = sys.argv[1]
-    m = GPT.from_pretrained(p) if os.path.isdir(p) else load_checkpoint(p)[0]
-    print(m.config, f"\n{m.num_params() / 1e6:.2f}M parameters")
+    try:
+        main(sys.argv[1:])
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")

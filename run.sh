@@ -12,6 +12,6 @@ FLAGS=${FLAGS:-}
 OUT=${OUT:-out}
 python jsft.py --seed=$SEED --out_dir=$OUT/jsft $FLAGS
 python selfjudge.py --seed=$SEED --init=$OUT/jsft/ckpt.pt --out_dir=$OUT/selfjudge $FLAGS
-python selfjudge.py --seed=$SEED --init=$OUT/jsft/ckpt.pt --out_dir=$OUT/dpo --offline $FLAGS
-python judge.py --seed=$SEED --ckpt=$OUT/jsft/ckpt.pt --best_of=16 $FLAGS
-python selfjudge.py --seed=$SEED --report --report_dirs=$OUT/jsft,$OUT/dpo,$OUT/selfjudge $FLAGS
+python selfjudge.py --seed=$SEED --init=$OUT/jsft/ckpt.pt --out_dir=$OUT/dpo --mode=offline $FLAGS
+python evaluate.py --seed=$SEED --ckpt=$OUT/jsft/ckpt.pt --best_of=16 $FLAGS
+python evaluate.py --seed=$SEED --report=$OUT/jsft,$OUT/dpo,$OUT/selfjudge $FLAGS

@@ -1,5 +1,7 @@
 """
-Batched sampling with a KV cache: temperature, top-k, top-p, a stop token per row.
+The policy's two verbs: sample responses (batched, with a KV cache: temperature, top-k,
+top-p, a stop token per row) and score them (the log-probability of a response given its
+prompt, which DPO compares).
 
     python sample.py --ckpt out/jsft/ckpt.pt --prompt "sort: 7 3 9 1 4" --num_samples 4
     python sample.py --ckpt path/to/gpt2-folder --prompt "Hello, I am"   # plain continuation
@@ -7,7 +9,8 @@ Batched sampling with a KV cache: temperature, top-k, top-p, a stop token per ro
 
 Library use: `generate(model, prompts, max_new_tokens, ...)` takes token-id lists of any
 lengths and returns, per row, the new tokens, their log-probabilities and whether the
-row stopped on its own.
+row stopped on its own; `sample_responses` does it for chat prompts, and
+`response_logps` scores responses.
 """
 import os
 import sys
@@ -15,9 +18,9 @@ import time
 
 import torch
 
-from model import (GPT, GPTConfig, KVCache, autocast, chat_ids, check_vocab, decode_response,
-                   encode_query, get_device, load_checkpoint, load_tokenizer, pad_right,
-                   parse_flags)
+from common import autocast, check_vocab, get_device, load_checkpoint, parse_flags
+from data.chat import chat_ids, decode_response, encode_query, load_tokenizer
+from model import GPT, GPTConfig, KVCache
 
 # -----------------------------------------------------------------------------
 # settings (override with --name=value)
@@ -35,6 +38,22 @@ defaults = dict(
     bench_layers=12,          # layers of the GPT-2-small-shaped model for --bench
     bench_batch=1,            # rows per batch for --bench sampling
 )
+limits = dict(num_samples="[1, inf)", max_new_tokens="[1, inf)", temperature="[0, inf)",
+              top_k="[0, inf)", top_p="(0, 1]", bench_layers="[1, inf)", bench_batch="[1, inf)")
+
+
+# -----------------------------------------------------------------------------
+# sampling
+
+def pad_right(seqs, value=0, device="cpu"):
+    """Lists of token ids of any lengths -> (B, L) LongTensor, each row left-aligned and
+    filled with `value` past its end. Every stage batches ragged sequences this way; the
+    lengths say where each row ends (a pad id is never used to find the end)."""
+    L = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), L), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = torch.tensor(s, dtype=torch.long)
+    return out.to(device)
 
 
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
@@ -97,10 +116,8 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         cache = KVCache(model.config, B, min(block, longest + max_new_tokens), device, dtype)
     with autocast(device):
-        h = model.hidden(idx, cache)                          # (B, T, C)
+        h = model.hidden(idx, cache, lengths=lens)            # (B, T, C); cache counts lens
         logits = model.lm_head(h[torch.arange(B, device=device), lens - 1]).float()  # (B, V)
-    if use_cache:
-        cache.lengths = lens.clone()  # the padding past each prompt gets overwritten
 
     # 2) decode one token per step for the rows still running
     for step in range(max_new_tokens):
@@ -147,6 +164,36 @@ def sample_responses(model, tok, prompts, n=1, max_new_tokens=48, temperature=1.
         rows += [dict(text=decode_response(tok, t), ids=t + [end] * s, stopped=s)
                  for t, s in zip(toks, stopped)]
     return [rows[j * n:(j + 1) * n] for j in range(len(prompts))]
+
+
+# -----------------------------------------------------------------------------
+# scoring: the log-probability of a response
+
+def sequence_logprobs(logits, targets, mask):
+    """Summed log-probability of each row's masked targets.
+
+    logits (B, T, V), targets (B, T) token ids, mask (B, T) 1.0 where the target counts.
+    Position t's logits predict targets[:, t] (shift before calling). Returns (B,) float32.
+    """
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    tok_logp = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
+    return (tok_logp * mask).sum(-1)
+
+
+def response_logps(model, queries, responses, device):
+    """Log-probability of each response given its query, from one batched forward pass:
+    (summed (N,), per-token mean (N,)). responses are the sampled ids themselves, the stop
+    token included when it was produced, so it is scored and trained."""
+    seqs = [q + r for q, r in zip(queries, responses)]
+    idx = pad_right([s[:-1] for s in seqs], device=device)
+    tgt = pad_right([s[1:] for s in seqs], device=device)
+    # 1.0 on the targets that are response tokens (the query's tokens and padding: 0.0)
+    mask = pad_right([[0] * (len(q) - 1) + [1] * len(r) for q, r in zip(queries, responses)],
+                     device=device).float()
+    with autocast(device):
+        logits, _ = model(idx)
+    summed = sequence_logprobs(logits, tgt, mask)
+    return summed, summed / mask.sum(-1).clamp(min=1)
 
 
 # -----------------------------------------------------------------------------
@@ -200,7 +247,7 @@ def bench(cfg, device):
 
 
 def main(argv=None):
-    cfg = parse_flags(defaults, argv, __doc__)
+    cfg = parse_flags(defaults, argv, __file__, limits)
     device = get_device(cfg.device)
     if cfg.bench:
         return bench(cfg, device)
@@ -225,5 +272,5 @@ def main(argv=None):
 if __name__ == "__main__":
     try:
         main()
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")

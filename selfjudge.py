@@ -1,32 +1,43 @@
 """
-Stage 2: on-policy self-training. The JSFT checkpoint is loaded twice: the policy, which
-trains, and the reference, frozen, which is also the judge. Each step the policy samples
-two responses per prompt, the reference judges them (both orders), and the policy takes
-a DPO-style step towards the winner, relative to the reference.
+Stage 2: self-training. The JSFT checkpoint is loaded twice: the policy, which trains,
+and the reference, frozen, which is also the judge. Each step of SELF-JUDGE:
 
-    python selfjudge.py                          # SELF-JUDGE on the default task
-    python selfjudge.py --offline --out_dir=out/dpo        # DPO on pairs.jsonl (baseline)
-    python selfjudge.py --offpolicy --out_dir=out/offpolicy  # pairs sampled once, up front
-    python selfjudge.py --report                 # the results table over out/*/ckpt.pt
+    a) the policy samples two responses per prompt          sample_two
+    b) the frozen reference judges them, in both orders     judge_by_principles (judge.py)
+    c) the winner becomes `chosen`, the loser `rejected`    make_pairs
+    d) log-probabilities under the policy and the reference, and the DPO loss
+                                                            preference_loss, dpo_loss
+    e) one optimizer step                                   update
 
-Writes out/selfjudge/ckpt.pt and out/selfjudge/metrics.jsonl (one line per step).
+The comparisons of the paper take the same step with other pairs (--mode):
+
+    python selfjudge.py                                    # SELF-JUDGE: on-policy pairs
+    python selfjudge.py --mode=offpolicy --out_dir=out/offpolicy  # pairs sampled once
+    python selfjudge.py --mode=offline --out_dir=out/dpo   # DPO on pairs.jsonl (baseline)
+    python selfjudge.py --mode=raft --out_dir=out/raft     # SFT on the judge's best sample
+
+Writes out_dir/ckpt.pt (every ckpt_interval steps, so --resume continues after a kill)
+and out_dir/metrics.jsonl (one line per step). evaluate.py --report compares the runs.
 """
 import contextlib
-import json
 import os
 import sys
 import time
+from collections import Counter
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from data.task import DataError, fully_right_rate, load_task, mean_score, win_rate
-from judge import (judge_by_principles, n_held_out, response_budget, task_principles,
-                   tournament)
-from model import (GPT, GPTConfig, autocast, encode_query, encode_response, get_device,
-                   load_checkpoint, pad_right, parse_flags, save_checkpoint, sequence_logprobs)
-from sample import sample_responses
+from common import (get_device, load_checkpoint, metrics_log, out_dir_ready, parse_flags,
+                    resume_from, save_checkpoint)
+from data.chat import encode_query, encode_response
+from data.task import DataError, load_task, n_held_out
+from evaluate import eval_policy, heldout_logps, step_diagnostics, step_stats
+from judge import judge_by_principles, response_budget, task_principles, tournament
+from model import GPT, GPTConfig
+from sample import response_logps, sample_responses
 
 # -----------------------------------------------------------------------------
 # settings (override with --name=value)
@@ -34,34 +45,44 @@ defaults = dict(
     data="data/sort",          # task folder (prompts.jsonl for on-policy prompts)
     init="out/jsft/ckpt.pt",   # the JSFT checkpoint: policy, reference and judge
     out_dir="out/selfjudge",   # ckpt.pt and metrics.jsonl go here
-    offline=False,             # DPO on pairs.jsonl instead of on-policy samples (baseline)
-    offpolicy=False,           # sample and judge pairs once from the initial policy
+    mode="onpolicy",           # where pairs come from: onpolicy (SELF-JUDGE) | offpolicy
+                               # (sampled and judged once, up front) | offline (DPO on
+                               # pairs.jsonl) | raft (SFT on each prompt's best sample)
     judge="reference",         # reference (frozen JSFT) | current (the policy judges itself)
     loss="sigmoid",            # sigmoid (DPO) | hinge (SLiC) | ipo
     beta=1.0,                  # strength of the pull towards the reference
     sft_weight=0.0,            # + this x NLL of chosen responses (per token)
     min_confidence=0.5,        # train only on pairs the judge decides by |2p-1| >= this
     cutoff="drop",             # a sample cut off at max_new_tokens: drop the pair | keep
+    raft_n=2,                  # raft: samples per prompt, best picked by raft_n - 1
+                               # judgments (2: SELF-JUDGE's budget of samples and judgments)
     max_steps=150,             # optimizer steps
     batch_size=32,             # prompts per step (two samples each)
     lr=6e-5,                   # AdamW learning rate (constant after warmup)
-    warmup_steps=10,
-    grad_clip=1.0,
+    warmup_steps=10,           # linear warmup of the learning rate over these steps
+    grad_clip=1.0,             # clip the gradient's norm to this
     temperature=1.0,           # sampling temperature for the pairs
     top_p=1.0,                 # nucleus sampling for the pairs; 1.0 = off, as in the
                                # evaluation, so the judge sees the policy's rare mistakes
     max_new_tokens=40,         # response length limit
     lora_rank=0,               # >0: train LoRA adapters; the reference is adapters-off
-    lora_alpha=16.0,
+    lora_alpha=16.0,           # LoRA scale: an adapter adds (alpha / rank) x B A x
     eval_interval=25,          # oracle + judge evaluation on test.jsonl every this many steps
     eval_prompts=200,          # test prompts per evaluation
-    seed=1337,
+    ckpt_interval=25,          # save ckpt.pt every this many steps (and at the end)
+    seed=1337,                 # seeds every sample, pick and pairing: a run repeats exactly
     device="auto",             # auto: cuda, then mps, then cpu
     resume=False,              # continue from out_dir/ckpt.pt
-    report=False,              # print the results table over the checkpoints and exit
-    report_dirs="out/jsft,out/dpo,out/selfjudge",  # checkpoints the table compares
-    best_of=8,                 # N for the SELF-JUDGE + self-rejection row of the table
 )
+limits = dict(mode=("onpolicy", "offpolicy", "offline", "raft"),
+              judge=("reference", "current"), loss=("sigmoid", "hinge", "ipo"),
+              beta="(0, inf)", sft_weight="[0, inf)", min_confidence="[0, 1]",
+              cutoff=("drop", "keep"), raft_n="[2, inf)", max_steps="[1, inf)",
+              batch_size="[1, inf)", lr="(0, inf)", warmup_steps="[0, inf)",
+              grad_clip="(0, inf)", temperature="(0, inf)", top_p="(0, 1]",
+              max_new_tokens="[1, inf)", lora_rank="[0, inf)", lora_alpha="(0, inf)",
+              eval_interval="[0, inf)", eval_prompts="[0, inf)", ckpt_interval="[1, inf)")
+IDLE_WARNING = 10  # steps in a row without a pair to train on before saying why
 
 
 # -----------------------------------------------------------------------------
@@ -94,30 +115,23 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
     return losses.mean(), beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
 
 
-def response_logps(model, queries, responses, device):
-    """Log-probability of each response given its query, from one batched forward pass:
-    (summed (N,), per-token mean (N,)). responses are the sampled ids themselves, the stop
-    token included when it was produced, so it is scored and trained."""
-    seqs = [q + r for q, r in zip(queries, responses)]
-    idx = pad_right([s[:-1] for s in seqs], device=device)
-    tgt = pad_right([s[1:] for s in seqs], device=device)
-    # 1.0 on the targets that are response tokens (the query's tokens and padding: 0.0)
-    mask = pad_right([[0] * (len(q) - 1) + [1] * len(r) for q, r in zip(queries, responses)],
-                     device=device).float()
-    with autocast(device):
-        logits, _ = model(idx)
-    summed = sequence_logprobs(logits, tgt, mask)
-    return summed, summed / mask.sum(-1).clamp(min=1)
-
-
 # -----------------------------------------------------------------------------
-# pairs from judgments
+# one self-training step, in the paper's order
+
+def sample_two(policy, tok, prompts, n_new, cfg, g):
+    """a) Two responses per prompt from the current policy: two lists of sample dicts
+    (text, ids with the stop token when produced, stopped)."""
+    policy.eval()
+    s = sample_responses(policy, tok, prompts, 2, n_new, cfg.temperature, cfg.top_p, g)
+    policy.train()
+    return [x[0] for x in s], [x[1] for x in s]
+
 
 def make_pairs(prompts, samples_a, samples_b, p_a, min_confidence=0.0, cutoff="drop"):
-    """Turn judgments into (prompt, chosen, rejected) training pairs. The winner is chosen.
-    Skipped, and counted: identical samples (nothing to learn), judgments of exactly 0.5
-    or below min_confidence (undecided), and with cutoff="drop" any pair with a sample
-    that hit the length limit. samples: dicts with "ids", "text", "stopped"."""
+    """c) Turn judgments into (prompt, chosen, rejected) training pairs: the winner is
+    chosen. Skipped, and counted: identical samples (nothing to learn), judgments of
+    exactly 0.5 or below min_confidence (undecided), and with cutoff="drop" any pair with
+    a sample that hit the length limit. samples: dicts with "ids", "text", "stopped"."""
     pairs, skipped = [], dict(identical=0, undecided=0, cut_off=0)
     for c, a, b, p in zip(prompts, samples_a, samples_b, p_a):
         if a["ids"] == b["ids"]:
@@ -132,63 +146,140 @@ def make_pairs(prompts, samples_a, samples_b, p_a, min_confidence=0.0, cutoff="d
     return pairs, skipped
 
 
+def preference_loss(policy, reference, tok, pairs, cfg, device):
+    """d) The DPO-style loss on (prompt, chosen, rejected) pairs: log-probabilities of the
+    sampled ids under the policy and the frozen reference, one forward pass each."""
+    queries = [encode_query(tok, x["prompt"]) for x in pairs] * 2
+    responses = [x["chosen"]["ids"] for x in pairs] + [x["rejected"]["ids"] for x in pairs]
+    pol_sum, pol_mean = response_logps(policy, queries, responses, device)
+    with torch.no_grad(), reference() as r:
+        ref_sum, ref_mean = response_logps(r, queries, responses, device)
+    n = len(pairs)
+    pol, rf = (pol_mean, ref_mean) if cfg.loss == "ipo" else (pol_sum, ref_sum)
+    loss, rw_c, rw_r = dpo_loss(pol[:n], pol[n:], rf[:n], rf[n:], cfg.beta, cfg.loss)
+    if cfg.sft_weight:
+        loss = loss - cfg.sft_weight * pol_mean[:n].mean()
+    return loss, dict(loss=loss.item(), margin=(rw_c - rw_r).mean().item(),
+                      reward_acc=(rw_c > rw_r).float().mean().item(),
+                      logp_chosen=pol_sum[:n].mean().item(),
+                      logp_rejected=pol_sum[n:].mean().item())
+
+
+def sft_loss(policy, tok, winners, device):
+    """raft's loss: the SFT loss on the winners' response tokens (the stop token
+    included), a per-token mean for each winner, then the mean over winners."""
+    queries = [encode_query(tok, x["prompt"]) for x in winners]
+    _, mean = response_logps(policy, queries, [x["chosen"]["ids"] for x in winners], device)
+    return -mean.mean(), dict(loss=-mean.mean().item())
+
+
+def update(opt, params, loss, lr, grad_clip):
+    """e) One AdamW step at learning rate lr, gradients clipped to grad_clip."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+
+
 # -----------------------------------------------------------------------------
-# evaluation
+# where a step's pairs come from: one source per mode, each a function (run, g) ->
+# (examples, judged): the examples the step trains on (pairs; raft: winners as "chosen")
+# and what the judge saw, for the step's statistics (None where nothing was judged).
+# `run` holds the models and settings (see main)
 
-def held_out_pairs(tok, task, ref, block_size, device):
-    """The held-out tail of pairs.jsonl (jsft.py never trained on it), tokenized, with the
-    reference's log-probabilities: (queries, responses, ref_logps), chosen responses
-    first; None for a task without pairs."""
-    rows = task.pairs[len(task.pairs) - n_held_out(len(task.pairs)):] if task.pairs else []
-    q = [encode_query(tok, r["prompt"]) for r in rows]
-    c = [encode_response(tok, r["chosen"]) for r in rows]
-    w = [encode_response(tok, r["rejected"]) for r in rows]
-    keep = [i for i in range(len(rows)) if len(q[i]) + max(len(c[i]), len(w[i])) <= block_size]
-    if not keep:
-        return None
-    queries = [q[i] for i in keep] * 2
-    responses = [c[i] for i in keep] + [w[i] for i in keep]
-    return queries, responses, batched_logps(ref, queries, responses, device)
+def onpolicy_pairs(run, g):
+    """SELF-JUDGE: fresh pairs from the current policy every step, judged by the judge."""
+    batch = pick(run.prompts, run.cfg.batch_size, g)
+    a, b = sample_two(run.policy, run.tok, batch, run.n_new, run.cfg, g)          # a)
+    with run.judge() as j:                                                          # b)
+        p, flipped = judge_by_principles(j, run.tok, batch, texts(a), texts(b), run.principles)
+    pairs, skipped = make_pairs(batch, a, b, p.tolist(), run.cfg.min_confidence,  # c)
+                                run.cfg.cutoff)
+    return pairs, dict(prompts=batch, a=a, b=b, p=p, flipped=flipped, skipped=skipped)
 
 
-@torch.no_grad()
-def batched_logps(model, queries, responses, device, batch_size=128):
-    """Summed response log-probabilities, a chunk at a time (no gradient)."""
-    return torch.cat([response_logps(model, queries[i:i + batch_size],
-                                     responses[i:i + batch_size], device)[0].float()
-                      for i in range(0, len(queries), batch_size)])
+def raft_winners(run, g):
+    """Rejection-sampling fine-tuning (RAFT, ReST): raft_n samples per prompt from the
+    current policy, the judge's tournament picks one, and the step is SFT on the winners
+    (with --cutoff=drop, not those cut off at the length limit). run.judge_fn: for tests,
+    a stand-in for the judge (see judge.tournament)."""
+    batch = pick(run.prompts, run.cfg.batch_size, g)
+    run.policy.eval()
+    cands = sample_responses(run.policy, run.tok, batch, run.cfg.raft_n, run.n_new,
+                             run.cfg.temperature, run.cfg.top_p, g)
+    run.policy.train()
+    with run.judge() as j:
+        win = tournament(j, run.tok, batch, [texts(c) for c in cands], g, run.principles,
+                         run.judge_fn)
+    winners = [dict(prompt=q, chosen=c[w]) for q, c, w in zip(batch, cands, win)
+               if run.cfg.cutoff == "keep" or c[w]["stopped"]]
+    return winners, dict(prompts=batch, candidates=cands, winners=win)
 
 
-@torch.no_grad()
-def evaluate(policy, tok, prompts, oracle, ref_texts, seed, judge_ctx, max_new_tokens,
-             principles=(None,), held_out=None):
-    """Oracle score of the policy's samples on held-out prompts, and two signals that
-    need no oracle: how much the judge prefers them over the reference's, and, given
-    held_out (from held_out_pairs), how often the policy's implicit reward ranks the
-    labelled chosen response of a held-out pair above the rejected one (ties count half;
-    0.5 at step 0, where the policy is the reference). The policy samples as it is
-    (adapters on); judge_ctx() yields the judge."""
-    policy.eval()
-    g = torch.Generator(device=next(policy.parameters()).device).manual_seed(seed)
-    texts = [s[0]["text"] for s in sample_responses(policy, tok, prompts, 1, max_new_tokens,
-                                                    generator=g)]
-    with judge_ctx() as judge_model:
-        pref = judge_by_principles(judge_model, tok, prompts, texts, ref_texts,
-                                   principles).mean().item()
-    out = dict(judge_pref=pref, mean_len=sum(len(t.split()) for t in texts) / len(texts))
-    if held_out is not None:
-        queries, responses, ref_logps = held_out
-        ratio = batched_logps(policy, queries, responses, next(policy.parameters()).device)
-        ratio = ratio - ref_logps
-        h = ratio[:len(ratio) // 2] - ratio[len(ratio) // 2:]  # chosen's minus rejected's
-        out["heldout_pref_acc"] = ((h > 0).float() + 0.5 * (h == 0).float()).mean().item()
-    if oracle is not None:
-        out.update(oracle_score=mean_score(oracle, prompts, texts),
-                   fully_right=fully_right_rate(oracle, prompts, texts),
-                   win_rate_vs_ref=win_rate(oracle, prompts, texts, ref_texts)["win_rate"])
-    policy.train()
-    return out
+def fixed_pairs(run, g):
+    """Off-policy and offline DPO: a batch drawn from a fixed pool of pairs (run.pool)."""
+    return pick(run.pool, run.cfg.batch_size, g), None
 
+
+def offpolicy_pool(run, g0):
+    """Off-policy's pool: pairs sampled and judged once, from the initial policy."""
+    print(f"sampling and judging {len(run.prompts)} pairs once from the initial policy")
+    with run.judge() as j:  # at step 0 the judge's weights are the initial policy's
+        s = sample_responses(j, run.tok, run.prompts, 2, run.n_new, run.cfg.temperature,
+                             run.cfg.top_p, g0)
+        a, b = [x[0] for x in s], [x[1] for x in s]
+        p, _ = judge_by_principles(j, run.tok, run.prompts, texts(a), texts(b), run.principles)
+    pool, _ = make_pairs(run.prompts, a, b, p.tolist(), run.cfg.min_confidence, run.cfg.cutoff)
+    if not pool:
+        raise ValueError("--mode=offpolicy: no pair of the initial policy's samples passed "
+                         f"the filters (--min_confidence={run.cfg.min_confidence}, --cutoff="
+                         f"{run.cfg.cutoff}): the judge is undecided on all of them")
+    return pool
+
+
+def offline_pool(task, tok):
+    """Offline DPO's pool, the paper's baseline: the labelled pairs of pairs.jsonl (less
+    the held-out tail, which evaluate.py scores)."""
+    rows = task.require("pairs")
+    rows = rows[:len(rows) - n_held_out(len(rows))]
+    if not rows:
+        raise DataError(f"{task.path}/pairs.jsonl: no pairs left to train on")
+    return [dict(prompt=r["prompt"], chosen=dict(ids=encode_response(tok, r["chosen"]),
+                                                 text=r["chosen"]),
+                 rejected=dict(ids=encode_response(tok, r["rejected"]), text=r["rejected"]))
+            for r in rows]
+
+
+SOURCES = dict(onpolicy=onpolicy_pairs, raft=raft_winners, offpolicy=fixed_pairs,
+               offline=fixed_pairs)
+
+
+def pick(xs, n, g):
+    return [xs[i] for i in torch.randint(len(xs), (n,), generator=g, device=g.device).tolist()]
+
+
+def texts(samples):
+    return [x["text"] for x in samples]
+
+
+def frozen_models(policy, ref, judge):
+    """The frozen reference and the judge, decided once. The reference is the JSFT model,
+    or under LoRA (ref is None) the policy with its adapters off, so one model sits in
+    memory. The judge is the reference (the paper), or with judge="current" the policy
+    itself (an ablation). Returns two functions, each opening a `with` block that yields
+    the model to use."""
+    def reference():
+        return policy.adapters_off() if ref is None else contextlib.nullcontext(ref)
+
+    def judge_model():
+        return contextlib.nullcontext(policy) if judge == "current" else reference()
+    return reference, judge_model
+
+
+# -----------------------------------------------------------------------------
+# the run
 
 def with_lora(model, rank, alpha):
     """The same weights in a model with fresh LoRA adapters (B = 0: no change yet)."""
@@ -199,207 +290,146 @@ def with_lora(model, rank, alpha):
     return out
 
 
-def main(argv=None):
-    cfg = parse_flags(defaults, argv, __doc__)
-    if cfg.report:
-        return report(cfg)
-    if cfg.offline and cfg.offpolicy:
-        sys.exit("error: choose one of --offline and --offpolicy")
-    device = get_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    task = load_task(cfg.data)
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
-    metrics_path = os.path.join(cfg.out_dir, "metrics.jsonl")
-
-    # 1) policy and reference (the reference is also the judge)
-    ref, tok, ref_meta = load_checkpoint(cfg.init, device)
+def load_models(cfg, device):
+    """-> (policy, ref, tok, step, optimizer state): the reference (None under LoRA) from
+    --init, the policy from --init or, with --resume, from out_dir's last checkpoint."""
+    if not os.path.isfile(cfg.init):
+        raise FileNotFoundError(f"--init={cfg.init}: no checkpoint there; train the JSFT "
+                                "model first (python jsft.py) or point --init at one")
+    ref, tok, meta = load_checkpoint(cfg.init, device)
     ref.eval().requires_grad_(False)
-    step = 0
+    if cfg.mode != "offline" and meta.get("flags", {}).get("judge_ratio", 1) == 0:
+        raise ValueError(f"--init={cfg.init} was trained with --judge_ratio=0: it never "
+                         f"learned to judge, and --mode={cfg.mode} needs a judge (train it "
+                         "with jsft.py's default mix, or use --mode=offline)")
+    step, opt_state = 0, None
     if cfg.resume:
-        policy, _, meta = load_checkpoint(ckpt_path, device)
-        step = meta["step"]
-        print(f"resuming from {ckpt_path} at step {step}")
+        policy, _, meta = resume_from(cfg, "selfjudge", ("mode", "init", "lora_rank"), device)
+        step, opt_state = meta["step"], meta.get("optimizer")
     else:
-        policy, _, meta = load_checkpoint(cfg.init, device)
+        policy, _, _ = load_checkpoint(cfg.init, device)
     if cfg.lora_rank:
         policy = with_lora(policy, cfg.lora_rank, cfg.lora_alpha)
         ref = None  # one model in memory: adapters off is the reference
+    return policy, ref, tok, step, opt_state
 
-    def ref_ctx():
-        """The frozen reference: a second model, or the policy with its adapters off."""
-        return policy.adapters_off() if ref is None else contextlib.nullcontext(ref)
 
-    def judge_ctx():
-        return contextlib.nullcontext(policy) if cfg.judge == "current" else ref_ctx()
-    if cfg.judge not in ("reference", "current"):
-        raise ValueError(f"--judge={cfg.judge!r}: use reference or current")
-    policy.train()
-    params = [p for p in policy.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    if cfg.resume and meta.get("optimizer"):
-        opt.load_state_dict(meta["optimizer"])
-    principles = task_principles(task)
-    mode = "offline" if cfg.offline else "offpolicy" if cfg.offpolicy else "on-policy"
-    print(f"{mode} training from {cfg.init}: {sum(p.numel() for p in params) / 1e6:.2f}M "
-          f"trainable parameters, loss {cfg.loss}, beta {cfg.beta}, judge {cfg.judge}")
+def learn(run, examples, step):
+    """d) and e): the mode's loss on the step's examples, then one optimizer step (the
+    learning rate warms up linearly, then stays constant)."""
+    cfg = run.cfg
+    if cfg.mode == "raft":
+        loss, stats = sft_loss(run.policy, run.tok, examples, run.device)
+    else:
+        loss, stats = preference_loss(run.policy, run.reference, run.tok, examples, cfg,
+                                      run.device)
+    update(run.opt, run.params, loss,
+           cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps)), cfg.grad_clip)
+    return stats
 
-    # 2) where pairs come from
-    prompts = [x["prompt"] for x in task.require("prompts")]
-    tests = [x["prompt"] for x in (task.test or [])][:cfg.eval_prompts]
-    # responses must leave room for two of them in a judge prompt
-    n_new = min(cfg.max_new_tokens, response_budget(tok, prompts + tests,
-                                                    policy.config.block_size))
-    oracle = task.get_oracle()
-    offline_pairs, fixed_pairs = None, None
-    if cfg.offline:
-        rows = task.require("pairs")
-        rows = rows[:len(rows) - n_held_out(len(rows))]  # the held-out tail stays out
-        if not rows:
-            raise DataError(f"{cfg.data}/pairs.jsonl: no pairs left to train on")
-        offline_pairs = [dict(prompt=r["prompt"],
-                              chosen=dict(ids=encode_response(tok, r["chosen"])),
-                              rejected=dict(ids=encode_response(tok, r["rejected"])))
-                         for r in rows]
-    g0 = torch.Generator(device=device).manual_seed(cfg.seed)
-    with ref_ctx() as r0:
-        held_out = held_out_pairs(tok, task, r0, policy.config.block_size, device)
-        ref_texts = [s[0]["text"] for s in sample_responses(r0, tok, tests, 1, n_new,
-                                                            generator=g0)]
-        if cfg.offpolicy:
-            print(f"sampling and judging {len(prompts)} pairs once from the initial policy")
-            s = sample_responses(r0, tok, prompts, 2, n_new, cfg.temperature, cfg.top_p, g0)
-            p = judge_by_principles(r0, tok, prompts, [x[0]["text"] for x in s],
-                                    [x[1]["text"] for x in s], principles)
-            fixed_pairs, _ = make_pairs(prompts, [x[0] for x in s], [x[1] for x in s],
-                                        p.tolist(), cfg.min_confidence, cfg.cutoff)
 
-    def log(row):
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+def idle_reason(tally):
+    """Why no pair was left to train on, from make_pairs' counts summed over the steps."""
+    n = tally["judged"]
+    if not n:
+        return "every winner was cut off at --max_new_tokens (--cutoff=drop)"
+    return (f"of {n} pairs judged, {tally['undecided'] / n:.0%} were undecided (p = 0.5 or "
+            f"|2p-1| < --min_confidence), {tally['identical'] / n:.0%} identical and "
+            f"{tally['cut_off'] / n:.0%} cut off at --max_new_tokens")
 
-    if not cfg.resume and os.path.exists(metrics_path):
-        os.remove(metrics_path)
-    if step == 0 and tests:
-        e = evaluate(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge_ctx, n_new,
-                     principles, held_out)
-        log(dict(step=0, **{"eval_" + k: v for k, v in e.items()}))
-        tqdm.write("step 0: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
 
-    # 3) train
-    t0 = time.time()
-    bar = tqdm(range(step, cfg.max_steps), initial=step, total=cfg.max_steps, desc=mode,
-               dynamic_ncols=True, disable=None)
+def train(run, oracle, evaluate, log, start):
+    """The steps start .. max_steps, each logged, with an evaluation every eval_interval
+    steps and a checkpoint every ckpt_interval. Returns a tally: steps that updated the
+    policy, examples trained on, pairs judged, and make_pairs' reasons for skipping."""
+    cfg, source = run.cfg, SOURCES[run.cfg.mode]
+    tally, idle = Counter(), 0  # idle: steps in a row without an example to train on
+    bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps,
+               desc=cfg.mode, dynamic_ncols=True, disable=None)
     for step in bar:
-        g = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step)
-        stats = {}
-        if offline_pairs is not None or fixed_pairs is not None:
-            pool = offline_pairs if offline_pairs is not None else fixed_pairs
-            pick = torch.randint(len(pool), (cfg.batch_size,), generator=g, device=device)
-            pairs = [pool[i] for i in pick.tolist()]
-        else:
-            # a) two samples per prompt from the current policy
-            pick = torch.randint(len(prompts), (cfg.batch_size,), generator=g, device=device)
-            batch = [prompts[i] for i in pick.tolist()]
-            policy.eval()
-            s = sample_responses(policy, tok, batch, 2, n_new, cfg.temperature, cfg.top_p, g)
-            a, b = [x[0] for x in s], [x[1] for x in s]
-            # b) the judge: the frozen reference, or the policy itself (ablation)
-            with judge_ctx() as judge_model:
-                p = judge_by_principles(judge_model, tok, batch, [x["text"] for x in a],
-                                        [x["text"] for x in b], principles)
-            policy.train()
-            pairs, skipped = make_pairs(batch, a, b, p.tolist(), cfg.min_confidence, cfg.cutoff)
-            stats.update(identical=skipped["identical"] / len(batch),
-                         judge_conf=(2 * (p - 0.5).abs()).mean().item(),
-                         resp_len=sum(len(x["ids"]) for x in a + b) / (2 * len(a)))
-        if not pairs:  # nothing to learn from this batch; the evaluation still runs
-            stats.update(step=step + 1, skipped=True)
-        else:
-            # c) log-probabilities of chosen and rejected: one forward pass per model
-            queries = [encode_query(tok, x["prompt"]) for x in pairs] * 2
-            responses = [x["chosen"]["ids"] for x in pairs] + [x["rejected"]["ids"] for x in pairs]
-            pol_sum, pol_mean = response_logps(policy, queries, responses, device)
-            with torch.no_grad(), ref_ctx() as r:
-                ref_sum, ref_mean = response_logps(r, queries, responses, device)
-            n = len(pairs)
-            pol, rf = (pol_mean, ref_mean) if cfg.loss == "ipo" else (pol_sum, ref_sum)
-            loss, rw_c, rw_r = dpo_loss(pol[:n], pol[n:], rf[:n], rf[n:], cfg.beta, cfg.loss)
-            if cfg.sft_weight:
-                loss = loss - cfg.sft_weight * pol_mean[:n].mean()
-
-            # d) step
-            lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-            for group in opt.param_groups:
-                group["lr"] = lr
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            stats.update(step=step + 1, loss=loss.item(), pairs=n,
-                         margin=(rw_c - rw_r).mean().item(),
-                         reward_acc=(rw_c > rw_r).float().mean().item(),
-                         logp_chosen=pol_sum[:n].mean().item(),
-                         logp_rejected=pol_sum[n:].mean().item())
-            bar.set_postfix(loss=f"{stats['loss']:.3f}", margin=f"{stats['margin']:.2f}")
-        if cfg.eval_interval and (step + 1) % cfg.eval_interval == 0 and tests:
-            e = evaluate(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge_ctx, n_new,
-                         principles, held_out)
+        g = torch.Generator(device=run.device).manual_seed(cfg.seed * 1_000_003 + step)
+        examples, judged = source(run, g)
+        stats = dict(step=step + 1, **step_stats(examples, judged))
+        if examples:
+            stats.update(learn(run, examples, step))
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", pairs=len(examples))
+        tally.update(updated=bool(examples), examples=len(examples))
+        if judged is not None and "skipped" in judged:
+            tally.update(judged=len(judged["prompts"]), **judged["skipped"])
+        idle = 0 if examples else idle + 1
+        if idle == IDLE_WARNING:
+            tqdm.write(f"warning: {idle} steps in a row without a pair to train on: "
+                       + idle_reason(tally))
+        if oracle is not None:  # evaluation only: the oracle never reaches training
+            stats.update(step_diagnostics(oracle, examples, judged))
+        if evaluate and cfg.eval_interval and (step + 1) % cfg.eval_interval == 0:
+            e = evaluate()
             stats.update({"eval_" + k: v for k, v in e.items()})
             tqdm.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
         log(stats)
+        if (step + 1) % cfg.ckpt_interval == 0 or step + 1 == cfg.max_steps:
+            save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), run.policy, run.tok,
+                            dict(step=step + 1, flags=dict(cfg), stage="selfjudge"), run.opt)
+    return tally
 
-    # 4) save: a full model (adapters merged away are not needed: LoRA weights are kept)
-    save_checkpoint(ckpt_path, policy, tok, dict(step=cfg.max_steps, flags=dict(cfg),
-                                                 stage="selfjudge", mode=mode), opt)
-    print(f"done in {time.time() - t0:.0f}s; saved {ckpt_path} and {metrics_path}")
 
-
-# -----------------------------------------------------------------------------
-# the results table
-
-@torch.no_grad()
-def report(cfg):
-    """The results table. Each checkpoint samples best_of responses per held-out prompt
-    (temperature 1); each row compares them with the first checkpoint's (JSFT), sample i
-    against sample i: oracle win rate (ties excluded) and tie rate, mean score, fully
-    right. The last checkpoint also gets self-rejection: its tournament winner per prompt,
-    compared with each of the first checkpoint's samples."""
+def main(argv=None):
+    cfg = parse_flags(defaults, argv, __file__, limits)
     device = get_device(cfg.device)
+    torch.manual_seed(cfg.seed)
     task = load_task(cfg.data)
+    out_dir_ready(cfg.out_dir)
+
+    # 1) the policy, and the frozen reference, which is also the judge
+    policy, ref, tok, start, opt_state = load_models(cfg, device)
+    reference, judge = frozen_models(policy, ref, cfg.judge)
+    policy.train()
+    params = [p for p in policy.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    if opt_state:
+        opt.load_state_dict(opt_state)
+    print(f"{cfg.mode} training from {cfg.init}: {sum(p.numel() for p in params) / 1e6:.2f}M "
+          f"trainable parameters, loss {cfg.loss}, beta {cfg.beta}, judge {cfg.judge}")
+
+    # 2) prompts (responses must leave room for two of them in a judge prompt), the
+    # reference's answers to the held-out prompts, and the pool of the fixed-pair modes
+    prompts = [x["prompt"] for x in task.require("prompts")] if cfg.mode != "offline" else []
+    tests = [x["prompt"] for x in (task.test or [])][:cfg.eval_prompts]
+    n_new = min(cfg.max_new_tokens, response_budget(tok, prompts + tests,
+                                                    policy.config.block_size))
+    run = SimpleNamespace(cfg=cfg, policy=policy, reference=reference, judge=judge, tok=tok,
+                          opt=opt, params=params, prompts=prompts, n_new=n_new, device=device,
+                          principles=task_principles(task), judge_fn=None, pool=None)
     oracle = task.get_oracle()
-    if oracle is None:
-        sys.exit(f"error: --report needs {cfg.data}/oracle.py to score responses")
-    prompts = [x["prompt"] for x in task.require("test")][:cfg.eval_prompts]
-    n = max(1, cfg.best_of)
-    flat_prompts = [p for p in prompts for _ in range(n)]
-    rows, base = [], None
-    dirs = [d for d in cfg.report_dirs.split(",") if d]
-    for d in dirs:
-        model, tok, _ = load_checkpoint(os.path.join(d, "ckpt.pt"), device)
-        model.eval()
-        g = torch.Generator(device=device).manual_seed(cfg.seed)
-        cands = [[x["text"] for x in s] for s in sample_responses(model, tok, prompts, n,
-                                                                  generator=g)]
-        texts = [t for c in cands for t in c]
-        base = texts if base is None else base
-        rows.append((os.path.basename(d), texts))
-        if d == dirs[-1] and n > 1:
-            win = tournament(model, tok, prompts, cands, g, task_principles(task))
-            rows.append((f"{os.path.basename(d)} + best-of-{n}",
-                         [c[w] for c, w in zip(cands, win) for _ in range(n)]))
-    print(f"\n{len(prompts)} held-out prompts ({cfg.data}/test.jsonl) x {n} samples at "
-          f"temperature 1; win rate against {rows[0][0]}, ties excluded")
-    print(f"{'model':24s} {'win rate':>9s} {'ties':>6s} {'score':>6s} {'fully right':>12s}")
-    for name, texts in rows:
-        w = win_rate(oracle, flat_prompts, texts, base)
-        print(f"{name:24s} {w['win_rate']:9.1%} {w['tie_rate']:6.1%} "
-              f"{mean_score(oracle, flat_prompts, texts):6.3f} "
-              f"{fully_right_rate(oracle, flat_prompts, texts):12.1%}")
+    g0 = torch.Generator(device=device).manual_seed(cfg.seed)
+    with reference() as r0:
+        held_out = heldout_logps(tok, task, r0, policy.config.block_size, device)
+        ref_texts = texts(s[0] for s in sample_responses(r0, tok, tests, 1, n_new, generator=g0))
+    if cfg.mode in ("offpolicy", "offline"):
+        run.pool = offpolicy_pool(run, g0) if cfg.mode == "offpolicy" else offline_pool(task, tok)
+
+    def evaluate():  # the policy on the held-out prompts: oracle score, judge_pref, ...
+        return eval_policy(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge, n_new,
+                           run.principles, held_out)
+
+    # 3) train, each step a line of metrics.jsonl
+    log = metrics_log(os.path.join(cfg.out_dir, "metrics.jsonl"), start)
+    if start == 0 and tests:
+        e = evaluate()
+        log(dict(step=0, **{"eval_" + k: v for k, v in e.items()}))
+        tqdm.write("step 0: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
+    t0, tally = time.time(), train(run, oracle, evaluate if tests else None, log, start)
+    print(f"done in {time.time() - t0:.0f}s; {tally['updated']} of {cfg.max_steps - start} "
+          f"steps updated the policy, on {tally['examples']} "
+          f"{'winners' if cfg.mode == 'raft' else 'pairs'} in all; saved {cfg.out_dir}/ckpt.pt")
+    if tally["updated"] == 0:
+        raise ValueError(f"no step updated the policy: {idle_reason(tally)}; "
+                         f"{cfg.out_dir}/ckpt.pt is {cfg.init} unchanged. A judge undecided "
+                         "on every pair is near chance: see jsft.py's last lines")
 
 
 if __name__ == "__main__":
     try:
         main()
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")

@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-CHAT_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>")
+from data.chat import CHAT_TOKENS
 
 # name -> (required fields, optional fields, which stage reads it)
 FILES = {
@@ -210,22 +210,31 @@ def load_task(path, skip_bad_lines=False):
     return task
 
 
-def check_lengths(records, encode, max_len, what="example", skip=False):
-    """Checks that every record fits the context -> the records that fit.
+N_HELD_OUT_PAIRS = 256  # at most this many of the last pairs are held out
 
-    encode(record) -> list of token ids as the model will see them (chat format,
+
+def n_held_out(n_pairs):
+    """How many of the last pairs of pairs.jsonl are held out: jsft.py never trains on
+    them, selfjudge.py's offline DPO leaves them out too, and evaluate.py scores the judge
+    and the policies' implicit rewards on them."""
+    return min(N_HELD_OUT_PAIRS, n_pairs // 10)
+
+
+def check_lengths(records, lengths, max_len, what="example", skip=False):
+    """Which records fit the context -> the indices of those that do.
+
+    lengths[i]: how many tokens record i becomes as the model will see it (chat format,
     judge prompt, ...); `what` names the fields encoded, for the message, e.g.
-    "prompt + response". Too long: DataError naming file and line, or with skip=True
-    a warning and the record dropped.
+    "prompt + response". Too long: DataError naming file and line, or with skip=True a
+    warning and the record dropped.
     """
     keep, long = [], []
-    for r in records:
-        n = len(encode(r))
+    for i, (r, n) in enumerate(zip(records, lengths)):
         if n > max_len:
             where = f"{r.get('_file', '?')}:{r.get('_line', '?')}"
             long.append(f"{where}: {what} is {n} tokens")
         else:
-            keep.append(r)
+            keep.append(i)
     if not long:
         return keep
     msg = (f"{len(long)} of {len(records)} examples longer than the context "

@@ -178,12 +178,13 @@ def test_check_lengths_names_file_and_line(tmp_path, capsys):
     path = write(tmp_path / "sft.jsonl", ['{"prompt": "p", "response": "short"}',
                                           '{"prompt": "p", "response": "much too long"}'])
     records = read_jsonl(path, ("prompt", "response"))
-    enc = lambda r: list((r["prompt"] + r["response"]).encode())  # noqa: E731
+    lengths = [len((r["prompt"] + r["response"]).encode()) for r in records]  # 6 and 14
     with pytest.raises(DataError, match=rf"{path}:2: prompt \+ response is 14 tokens"):
-        check_lengths(records, enc, 10, "prompt + response")
-    assert check_lengths(records, enc, 14) == records
-    kept = check_lengths(records, enc, 10, skip=True)
-    assert [r["_line"] for r in kept] == [1] and "dropped 1 of 2" in capsys.readouterr().out
+        check_lengths(records, lengths, 10, "prompt + response")
+    assert check_lengths(records, lengths, 14) == [0, 1]
+    kept = check_lengths(records, lengths, 10, skip=True)
+    assert [records[i]["_line"] for i in kept] == [1]
+    assert "dropped 1 of 2" in capsys.readouterr().out
 
 
 # -----------------------------------------------------------------------------

@@ -11,7 +11,9 @@ import jsft
 from conftest import SORT, make_tiny, write_small_sort
 from data.task import DataError
 from judge import decision_ids, judge_query
-from model import IGNORE_INDEX, chat_ids, encode_query, load_checkpoint, load_tokenizer
+from common import load_checkpoint
+from data.chat import chat_ids, encode_query, load_tokenizer
+from model import IGNORE_INDEX
 
 PAIR = dict(prompt="sort: 3 1 2", chosen="1 2 3", rejected="1 3 2", principle="correctness",
             rationale_chosen="is sorted and complete.", rationale_rejected="swaps 2 and 3.")
@@ -90,7 +92,8 @@ def test_batches_hold_both_orders_of_each_judge_pair_and_the_ratio():
     for paired in (True, False):
         cfg = jsft.parse_flags(jsft.defaults, ["--batch_size=20", "--judge_ratio=0.7",
                                                f"--pair_orders={paired}"])
-        judge, rest = jsft.draw_batch(cfg, 5, 0, pairs, sft)
+        (judge, w), (rest, w_sft) = jsft.draw_batch(cfg, 5, 0, pairs, sft)
+        assert (w, w_sft) == (cfg.decision_weight, None)        # each part with its weight
         assert len(judge) + len(rest) == 20 and all(x[0] == 90 for x, _ in rest)
         judged = [(x[0], y[1]) for x, y in judge]
         assert len(judged) == 14                                # 0.7 of 20, in whole pairs
@@ -98,7 +101,7 @@ def test_batches_hold_both_orders_of_each_judge_pair_and_the_ratio():
         seconds = sorted(p for p, d in judged if d == 2)
         assert len(firsts) == len(seconds) == 7                 # as many "A" as "B"
         assert (firsts == seconds) == paired                    # the same pairs, both ways
-        assert jsft.draw_batch(cfg, 5, 0, pairs, sft) == (judge, rest)
+        assert jsft.draw_batch(cfg, 5, 0, pairs, sft) == [(judge, w), (rest, w_sft)]
 
 
 def test_batch_loss_over_parts_equals_one_padded_batch():
@@ -113,7 +116,7 @@ def test_batch_loss_over_parts_equals_one_padded_batch():
            ([1, 1, 1, 1], [IGNORE_INDEX] * 4)]  # no target: carries no weight
     idx, tgt = jsft.collate(judge + sft, "cpu")
     whole = jsft.example_loss(model(idx)[0], tgt)
-    split = jsft.batch_loss(model, (judge, sft), "cpu")
+    split = jsft.batch_loss(model, [(judge, None), (sft, None)], "cpu")
     torch.testing.assert_close(split, whole)
     sidx, stgt = jsft.collate(sft, "cpu")
     assert not torch.isclose(split, jsft.example_loss(model(sidx)[0], stgt))  # both count
@@ -142,8 +145,8 @@ def test_decision_weight_splits_a_judge_example_between_decision_and_rationale()
     (jx, jy), (sx, sy) = jsft.collate(judge, "cpu"), jsft.collate(sft, "cpu")
     want = (jsft.example_loss(model(jx)[0], jy, decision_weight=0.5)
             + jsft.example_loss(model(sx)[0], sy)) / 2
-    torch.testing.assert_close(jsft.batch_loss(model, (judge, sft), "cpu", (0.5, None)), want)
-    assert not torch.isclose(jsft.batch_loss(model, (judge, sft), "cpu"), want)
+    torch.testing.assert_close(jsft.batch_loss(model, [(judge, 0.5), (sft, None)], "cpu"), want)
+    assert not torch.isclose(jsft.batch_loss(model, [(judge, None), (sft, None)], "cpu"), want)
 
 
 def test_lr_warmup_then_cosine_to_min_lr():
@@ -200,7 +203,7 @@ def test_malformed_data_names_file_and_line(tmp_path):
 
 
 def test_decision_weight_outside_0_1_is_refused_before_training(tmp_path):
-    with pytest.raises(ValueError, match=r"--decision_weight=1.5: .* from 0 to 1"):
+    with pytest.raises(SystemExit, match=r"--decision_weight=1.5: must be in \[0, 1\]"):
         jsft.main(["--decision_weight=1.5", "--out_dir", str(tmp_path / "o")] + TINY)
     assert not os.path.exists(tmp_path / "o")
 

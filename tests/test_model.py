@@ -10,44 +10,70 @@ import torch
 import torch.nn.functional as F
 
 from conftest import make_tiny
-from model import (GPT, IGNORE_INDEX, KVCache, load_checkpoint, parse_flags, rotary,
-                   rotary_angles, save_checkpoint, sequence_logprobs)
+from common import load_checkpoint, save_checkpoint
+from model import GPT, IGNORE_INDEX, KVCache, rotary, rotary_angles
+from sample import sequence_logprobs
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 
 
-@pytest.mark.parametrize("pos", ["learned", "rope"])
-def test_cached_logits_equal_full_forward_for_ragged_batch(pos):
-    """Prefill right-padded prompts of different lengths, then decode token by token:
-    every step's logits equal a full forward pass of that row's sequence (with rotary
-    positions too: each row's keys are rotated to that row's own positions)."""
-    tiny = make_tiny(pos=pos)
-    prompts = [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10]]
-    steps = [[11, 12, 13], [14, 15, 16], [17, 18, 19]]  # the tokens fed at each step
-    B, L = len(prompts), max(len(p) for p in prompts)
-    cache = KVCache(tiny.config, B, 16, "cpu", torch.float32)
-    idx = torch.zeros(B, L, dtype=torch.long)
+PROMPTS = [[1, 2, 3, 4, 5], [6, 7], [8, 9, 10]]  # a ragged batch
+STEPS = [[11, 12, 13], [14, 15, 16], [17, 18, 19]]  # the tokens each row is fed next
+
+
+def prefill(model, prompts, cache):
+    """Right-padded prompts through the cache, each row's real length given."""
+    idx = torch.zeros(len(prompts), max(len(p) for p in prompts), dtype=torch.long)
     for b, p in enumerate(prompts):
         idx[b, :len(p)] = torch.tensor(p)
-    logits, _ = tiny(idx, cache=cache)
-    cache.lengths = torch.tensor([len(p) for p in prompts])
-    for b, p in enumerate(prompts):
-        ref, _ = tiny(torch.tensor([p]))
-        torch.testing.assert_close(logits[b, len(p) - 1], ref[0, -1], atol=1e-5, rtol=0)
-    seqs = [list(p) for p in prompts]
+    return model(idx, cache=cache, lengths=torch.tensor([len(p) for p in prompts]))[0]
+
+
+def last_logits(model, seq):
+    """The uncached reference: a full forward pass of one sequence, its last logits."""
+    return model(torch.tensor([seq]))[0][0, -1]
+
+
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_kv_cache_prefill_of_a_ragged_batch(pos):
+    """Each row's logits at its last real token equal a full forward pass of that row, and
+    the cache counts each row's real tokens, not the padded length."""
+    tiny = make_tiny(pos=pos)
+    cache = KVCache(tiny.config, len(PROMPTS), 16, "cpu", torch.float32)
+    logits = prefill(tiny, PROMPTS, cache)
+    assert cache.lengths.tolist() == [len(p) for p in PROMPTS]
+    for b, p in enumerate(PROMPTS):
+        torch.testing.assert_close(logits[b, len(p) - 1], last_logits(tiny, p), atol=1e-5,
+                                   rtol=0)
+
+
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_kv_cache_decode_after_a_ragged_prefill(pos):
+    """Decoding token by token after a ragged prefill: every step's logits equal a full
+    forward pass of that row's sequence (with rotary positions too: each row's keys are
+    rotated to its own positions). Fails if the prefill counts the padding as filled."""
+    tiny = make_tiny(pos=pos)
+    cache = KVCache(tiny.config, len(PROMPTS), 16, "cpu", torch.float32)
+    prefill(tiny, PROMPTS, cache)
+    seqs = [list(p) for p in PROMPTS]
     for t in range(3):
-        step = torch.tensor([[steps[b][t]] for b in range(B)])
-        logits, _ = tiny(step, cache=cache)
-        for b in range(B):
-            seqs[b].append(steps[b][t])
-            ref, _ = tiny(torch.tensor([seqs[b]]))
-            torch.testing.assert_close(logits[b, 0], ref[0, -1], atol=1e-5, rtol=0)
-    # dropping a finished row keeps the others exact
+        logits, _ = tiny(torch.tensor([[row[t]] for row in STEPS]), cache=cache)
+        for b, row in enumerate(STEPS):
+            seqs[b].append(row[t])
+            torch.testing.assert_close(logits[b, 0], last_logits(tiny, seqs[b]), atol=1e-5,
+                                       rtol=0)
+
+
+def test_kv_cache_keep_drops_finished_rows_and_the_rest_stay_exact():
+    tiny = make_tiny(pos="rope")
+    cache = KVCache(tiny.config, len(PROMPTS), 16, "cpu", torch.float32)
+    prefill(tiny, PROMPTS, cache)
     cache.keep(torch.tensor([0, 2]))
+    assert cache.lengths.tolist() == [5, 3] and cache.k.shape[1] == 2
     logits, _ = tiny(torch.tensor([[20], [21]]), cache=cache)
-    for i, b in enumerate([0, 2]):
-        ref, _ = tiny(torch.tensor([seqs[b] + [[20, 0, 21][b]]]))
-        torch.testing.assert_close(logits[i, 0], ref[0, -1], atol=1e-5, rtol=0)
+    for i, (b, t) in enumerate([(0, 20), (2, 21)]):
+        torch.testing.assert_close(logits[i, 0], last_logits(tiny, PROMPTS[b] + [t]),
+                                   atol=1e-5, rtol=0)
 
 
 def test_rotary_scores_depend_only_on_relative_position():
@@ -176,7 +202,7 @@ def test_checkpoint_roundtrip_and_bad_files(tmp_path, pos, gelu):
 
 
 def test_chat_format_round_trip():
-    from model import chat_ids, decode_response, encode_query, encode_response
+    from data.chat import chat_ids, decode_response, encode_query, encode_response
     tok = _tok()
     user, assistant, end = chat_ids(tok)
     q = encode_query(tok, "sort: 3 1 2")
@@ -187,22 +213,10 @@ def test_chat_format_round_trip():
 
 
 def test_tokenizer_bigger_than_model_is_refused(tmp_path):
-    from model import check_vocab
+    from common import check_vocab
     tok = _tok()
     with pytest.raises(ValueError, match="does not belong"):
         check_vocab(tok, make_tiny(vocab_size=8))
-
-
-def test_parse_flags_types_bools_and_unknown_names(capsys):
-    d = dict(lr=1e-3, steps=10, name="x", offline=False, top_k=None)
-    cfg = parse_flags(d, ["--lr=1", "--steps", "5", "--offline", "--top_k=7"])
-    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.steps == 5
-    assert cfg.offline is True and cfg.top_k == "7"
-    with pytest.raises(SystemExit) as e:
-        parse_flags(d, ["--stepz=3"])
-    assert "--steps" in str(e.value)  # the message lists the known names
-    with pytest.raises(SystemExit):
-        parse_flags(d, ["--steps=abc"])
 
 
 # --- GPT-2 in the Hugging Face layout ------------------------------------------------
@@ -244,7 +258,7 @@ def test_truncated_safetensors_is_refused(tmp_path):
 def test_gpt2_tokenizer_known_answers(tmp_path):
     """GPT-2's byte-level BPE, checked against ids from an independent encoder."""
     import gzip
-    from model import load_tokenizer
+    from data.chat import load_tokenizer
     raw = gzip.decompress(open(os.path.join(FIX, "gpt2-tokenizer", "tokenizer.json.gz"),
                                "rb").read())
     (tmp_path / "tokenizer.json").write_bytes(raw)

@@ -12,14 +12,18 @@ import os
 import pytest
 import torch
 
+import evaluate
 import jsft
 import selfjudge
 from conftest import SORT, make_tiny, write_small_sort
 from data.task import load_task
 from judge import response_budget
-from model import Linear, load_checkpoint, load_tokenizer
+from common import load_checkpoint
+from data.chat import load_tokenizer
+from model import Linear
 from sample import sample_responses
-from selfjudge import dpo_loss, make_pairs, response_logps
+from sample import response_logps
+from selfjudge import dpo_loss, make_pairs
 
 TINY_JSFT = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=8", "--eval_interval=0",
              "--eval_prompts=4", "--block_size=256", "--device=cpu"]
@@ -205,15 +209,16 @@ def check_metrics(rows, max_steps, on_policy):
 def test_on_policy_run_writes_checkpoint_and_metrics(task_and_ckpt, tmp_path):
     (model, tok, meta), rows = run_selfjudge(task_and_ckpt, tmp_path)
     check_metrics(rows, 2, on_policy=True)
-    assert meta["step"] == 2 and meta["stage"] == "selfjudge" and meta["mode"] == "on-policy"
+    assert meta["step"] == 2 and meta["stage"] == "selfjudge"
+    assert meta["flags"]["mode"] == "onpolicy"
     init = load_checkpoint(task_and_ckpt[1])[0].state_dict()
     assert any(not torch.equal(v, init[k]) for k, v in model.state_dict().items())
 
 
 def test_offline_run(task_and_ckpt, tmp_path):
-    (model, tok, meta), rows = run_selfjudge(task_and_ckpt, tmp_path, "--offline")
+    (model, tok, meta), rows = run_selfjudge(task_and_ckpt, tmp_path, "--mode=offline")
     check_metrics(rows, 2, on_policy=False)
-    assert meta["mode"] == "offline"
+    assert meta["flags"]["mode"] == "offline"
 
 
 def test_lora_run_trains_adapters_only(task_and_ckpt, tmp_path):
@@ -237,14 +242,14 @@ def test_lora_eval_samples_the_policy_with_adapters_on(task_and_ckpt, tmp_path, 
     `with ref_ctx() as r: evaluate(policy, r, ...)`, so evaluate() samples the policy while
     its adapters are off: every eval_ number of a LoRA run describes the JSFT model."""
     adapters_on = []
-    real = selfjudge.evaluate
+    real = selfjudge.eval_policy
 
     def spy(policy, *args, **kw):
         adapters_on.append(all(m.lora_enabled for m in policy.modules()
                                if isinstance(m, Linear) and m.rank > 0))
         return real(policy, *args, **kw)
 
-    monkeypatch.setattr(selfjudge, "evaluate", spy)
+    monkeypatch.setattr(selfjudge, "eval_policy", spy)
     run_selfjudge(task_and_ckpt, tmp_path, "--lora_rank=2", "--max_steps=1")
     assert len(adapters_on) == 2 and adapters_on[-1]  # step 0, then step 1
 
@@ -253,7 +258,7 @@ def test_offline_on_a_task_with_few_pairs(task_and_ckpt, tmp_path):
     """jsft.py holds out min(256, len(pairs) // 10) pairs, selfjudge.py --offline always
     the last 256: with 100 pairs the pool is empty and torch.randint fails deep inside."""
     data = write_small_sort(tmp_path / "few", pairs=100)
-    run_selfjudge((data, task_and_ckpt[1]), tmp_path / "out", "--offline")
+    run_selfjudge((data, task_and_ckpt[1]), tmp_path / "out", "--mode=offline")
 
 
 def test_evaluate_survives_samples_too_long_to_judge():
@@ -269,7 +274,7 @@ def test_evaluate_survives_samples_too_long_to_judge():
     assert n_new < 48
     ref_texts = [x[0]["text"] for x in sample_responses(model, tok, prompts, 1, n_new,
                                                         generator=g)]
-    e = selfjudge.evaluate(model, tok, prompts, None, ref_texts, 0,
+    e = evaluate.eval_policy(model, tok, prompts, None, ref_texts, 0,
                            lambda: contextlib.nullcontext(model), n_new)
     assert "judge_pref" in e
 
@@ -282,11 +287,11 @@ def test_heldout_preference_accuracy_is_a_half_for_the_reference_and_reads_log_r
     tok = load_tokenizer(SORT)
     model = make_tiny(vocab_size=tok.get_vocab_size(), block_size=128, n_layer=1)
     task = load_task(SORT)
-    held = selfjudge.held_out_pairs(tok, task, model, model.config.block_size, "cpu")
+    held = evaluate.heldout_logps(tok, task, model, model.config.block_size, "cpu")
     queries, responses, ref = held
     n = len(queries) // 2
     assert n == 256 and len(responses) == 2 * n and ref.shape == (2 * n,)
-    run = lambda ref_logps: selfjudge.evaluate(  # noqa: E731
+    run = lambda ref_logps: evaluate.eval_policy(  # noqa: E731
         model, tok, ["sort: 3 1 2"], None, ["1 2 3"], 0,
         lambda: contextlib.nullcontext(model), 8,
         held_out=(queries, responses, ref_logps))["heldout_pref_acc"]
@@ -299,8 +304,11 @@ def test_steps_without_pairs_still_evaluate(task_and_ckpt, tmp_path):
     """A step whose batch yields no training pair (all identical, undecided or below
     --min_confidence) used to `continue` before the evaluation, so a strict
     --min_confidence silently dropped points from the oracle curve."""
-    _, rows = run_selfjudge(task_and_ckpt, tmp_path, "--min_confidence=1.0",
-                            "--max_steps=2", "--eval_interval=1")
+    with pytest.raises(ValueError, match="no step updated the policy"):
+        run_selfjudge(task_and_ckpt, tmp_path, "--min_confidence=1.0", "--max_steps=2",
+                      "--eval_interval=1")
+    with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
     assert [r["step"] for r in rows] == [0, 1, 2]
     assert all(r.get("skipped") for r in rows[1:])
     assert all("eval_oracle_score" in r for r in rows)

@@ -1,0 +1,317 @@
+"""
+Plumbing shared by every script, kept out of the method's way: settings from the command
+line, the device, checkpoints, and a run's output folder and metrics log. Imports
+model.py (a checkpoint holds a GPT) and nothing after it.
+
+Every script keeps its knobs in one `defaults` dict at the top, one per line with a
+comment, and the values each may take in a `limits` dict beside it:
+
+    defaults = dict(
+        lr=2e-3,            # peak learning rate (AdamW)
+        loss="sigmoid",     # sigmoid (DPO) | hinge (SLiC) | ipo
+    )
+    limits = dict(lr="(0, inf)", loss=("sigmoid", "hinge", "ipo"))
+    cfg = parse_flags(defaults, argv, __file__, limits)   # cfg.lr, cfg.loss
+
+`--help` prints the script's docstring and each setting with its default and comment.
+"""
+import ast
+import contextlib
+import json
+import math
+import os
+import re
+import sys
+import textwrap
+from dataclasses import asdict
+
+import torch
+
+from model import GPT, GPTConfig
+
+
+# -----------------------------------------------------------------------------
+# settings
+
+def parse_flags(defaults, argv=None, script=None, limits=None):
+    """--name=value or --name value (a bare --name sets a bool to True). Each value takes
+    its default's type; a default of None accepts anything. Unknown names, and values
+    outside `limits`, are errors that say what is allowed. Prints the resolved settings
+    and returns them as a namespace; `cfg.given` holds the names set on the command line.
+    script: the file whose docstring and settings comments --help prints."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    cfg, given = dict(defaults), set()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-h", "--help"):
+            print(usage(defaults, script, limits))
+            sys.exit(0)
+        if not arg.startswith("--"):
+            sys.exit(f"error: unexpected argument {arg!r}; settings look like --name=value "
+                     "(--help lists them)")
+        name, eq, value = arg[2:].partition("=")
+        if name not in cfg:
+            sys.exit(f"error: unknown setting --{name}; known: "
+                     + ", ".join("--" + k for k in defaults))
+        if not eq:
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if isinstance(defaults[name], bool) and (nxt is None or nxt.startswith("--")):
+                value = "true"
+            elif nxt is None:
+                sys.exit(f"error: --{name} needs a value")
+            else:
+                value, i = nxt, i + 1
+        cfg[name] = _convert(name, value, defaults[name])
+        given.add(name)
+        i += 1
+    for name, allowed in (limits or {}).items():
+        problem = _outside(cfg[name], allowed)
+        if problem:
+            comment = setting_comments(script).get(name)
+            sys.exit(f"error: --{name}={cfg[name]}: {problem}"
+                     + (f" ({comment})" if comment else ""))
+    print("settings: " + " ".join(f"{k}={v}" for k, v in cfg.items()))
+    out = _Namespace(cfg)
+    out.given = given
+    return out
+
+
+class _Namespace(dict):
+    __getattr__ = dict.__getitem__
+
+
+def _convert(name, value, default):
+    try:
+        if isinstance(default, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return value.lower() in ("true", "1")
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except ValueError:
+        sys.exit(f"error: --{name}={value!r}: expected a {type(default).__name__}")
+    return value if default is not None or value.lower() != "none" else None
+
+
+def _outside(value, allowed):
+    """What is wrong with value under `allowed`, or None. allowed: a tuple of choices, or
+    an interval such as "[0, 1]" or "(0, inf)" (square brackets include the end)."""
+    if isinstance(allowed, tuple):
+        return None if value in allowed else "choose one of " + ", ".join(map(str, allowed))
+    lo, hi = (float(x) for x in allowed[1:-1].split(","))
+    ok = (value >= lo if allowed[0] == "[" else value > lo) and \
+         (value <= hi if allowed[-1] == "]" else value < hi)
+    return None if ok and not math.isnan(value) else f"must be in {allowed}"
+
+
+def setting_comments(script):
+    """{name: comment} from the `defaults = dict(...)` block of a script's source: the
+    comment beside each setting, with the comment-only lines that continue it."""
+    if not script or not os.path.isfile(script):
+        return {}
+    with open(script, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    out, name, inside = {}, None, False
+    for line in lines:
+        if line.startswith("defaults = dict("):
+            inside = True
+        elif inside and line.startswith(")"):
+            break
+        elif inside:
+            m = re.match(r"\s*(\w+)=.*?#\s?(.*)$", line)
+            cont = re.match(r"\s*#\s?(.*)$", line)
+            if m:
+                name, out[m.group(1)] = m.group(1), m.group(2).strip()
+            elif cont and name:
+                out[name] += " " + cont.group(1).strip()
+    return out
+
+
+def usage(defaults, script, limits=None):
+    """The --help text: the script's docstring, then each setting with its default,
+    allowed values and comment."""
+    doc = ""
+    if script and os.path.isfile(script):
+        with open(script, encoding="utf-8") as f:
+            doc = ast.get_docstring(ast.parse(f.read())) or ""
+    comments, limits = setting_comments(script), limits or {}
+    width = max(len(f"--{k}={v}") for k, v in defaults.items()) + 4
+    rows = []
+    for k, v in defaults.items():
+        allowed = limits.get(k)
+        note = comments.get(k, "")
+        if isinstance(allowed, str):
+            note += f" (in {allowed})"
+        rows.append(textwrap.fill(note.strip(), 100, initial_indent=f"  --{k}={v}".ljust(width),
+                                  subsequent_indent=" " * width) if note else f"  --{k}={v}")
+    return doc.strip() + "\n\nsettings (defaults; --name=value to change one):\n" + \
+        "\n".join(rows)
+
+
+# -----------------------------------------------------------------------------
+# device
+
+def get_device(name="auto"):
+    """auto: cuda, then mps, then cpu. A device this machine does not have is an error
+    that says so, not a driver traceback."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device={name}: not a device name (auto, cpu, cuda, cuda:1, "
+                         "mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device={name}: this torch ({torch.__version__}) sees no CUDA "
+                         "GPU; use --device=cpu (or auto)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device={name}: there are {torch.cuda.device_count()} GPUs")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                     and torch.backends.mps.is_available()):
+        raise ValueError(f"--device={name}: MPS is not available here; use --device=cpu")
+    return device
+
+
+def autocast(device):
+    """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 is slower than fp32 here)."""
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# -----------------------------------------------------------------------------
+# checkpoints
+
+CKPT_FORMAT = "nano-self-judge/1"
+
+
+def check_vocab(tok, model, where=""):
+    """Every id the tokenizer can produce must have an embedding row."""
+    n = tok.get_vocab_size(with_added_tokens=True)
+    if n > model.config.vocab_size:
+        raise ValueError(f"{where}tokenizer has {n} tokens but the model's vocab_size is "
+                         f"{model.config.vocab_size}: the tokenizer does not belong to this "
+                         "checkpoint (pass the checkpoint's own tokenizer, or resize the model)")
+
+
+def save_checkpoint(path, model, tok, meta, optimizer=None):
+    """Config, weights, tokenizer JSON, meta (flags, step, ...) and optimizer state, written
+    to a temporary file and renamed, so an interrupted save never leaves a broken file; a
+    failed one (a full disk) removes its temporary file and says so."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    model = getattr(model, "_orig_mod", model)  # never save a compiled model's prefixed keys
+    model = getattr(model, "module", model)     # nor a DistributedDataParallel wrapper's
+    ckpt = {"format": CKPT_FORMAT, "config": asdict(model.config),
+            "model": model.state_dict(), "tokenizer": tok.to_str(), "meta": meta,
+            "optimizer": optimizer.state_dict() if optimizer is not None else None}
+    tmp = path + ".tmp"
+    try:
+        torch.save(ckpt, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise OSError(f"{path}: could not save the checkpoint ({e}); any earlier "
+                      "checkpoint there is untouched") from None
+
+
+def load_checkpoint(path, device="cpu"):
+    """-> (model, tok, meta); meta["optimizer"] holds the optimizer state (or None)."""
+    from tokenizers import Tokenizer
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: a folder, not a checkpoint file; a GPT-2 folder is a "
+                         "starting point for jsft.py --init, and stages that continue from "
+                         "a trained model need its ckpt.pt")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:  # read on the CPU whatever the device: a device problem is not a file problem
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # no code from files
+    except Exception as e:
+        raise ValueError(f"{path}: not a readable checkpoint (truncated or foreign file?): "
+                         f"{type(e).__name__}: {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
+        raise ValueError(f"{path}: not a nano-self-judge checkpoint (a GPT-2 folder loads "
+                         "with --init FOLDER instead)")
+    try:
+        model = GPT(GPTConfig(**ckpt["config"]))
+    except (TypeError, ValueError) as e:  # an unknown or bad config field
+        raise ValueError(f"{path}: bad model config: {e}") from None
+    model.load_state_dict(ckpt["model"])
+    tok = Tokenizer.from_str(ckpt["tokenizer"])
+    check_vocab(tok, model, f"{path}: ")
+    meta = dict(ckpt["meta"] or {})
+    meta["optimizer"] = ckpt.get("optimizer")
+    return model.to(device), tok, meta
+
+
+# -----------------------------------------------------------------------------
+# runs: an output folder, resuming, a metrics log
+
+def out_dir_ready(path):
+    """Create the output folder and check it takes files, before any work is done (a
+    typo'd path must not cost a whole training run at the final save)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, ".write_test")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise OSError(f"--out_dir={path}: cannot write there ({e.strerror or e})") from None
+
+
+def resume_from(cfg, stage, fixed, device):
+    """--resume: out_dir/ckpt.pt -> (model, tok, meta), refused with a message when there
+    is none, when it is another stage's, when a flag in `fixed` (model shape, mode, ...)
+    differs from the one it was trained with, or when it has reached --max_steps. Resume
+    with the command that started the run, plus --resume."""
+    path = os.path.join(cfg.out_dir, "ckpt.pt")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--resume: no checkpoint in {cfg.out_dir} to resume from "
+                                "(run without --resume to start)")
+    model, tok, meta = load_checkpoint(path, device)
+    was = meta.get("flags", {})
+    changed = [f"--{k}={cfg[k]} (it has {was.get(k)})" for k in fixed if cfg[k] != was.get(k)]
+    if meta.get("stage") != stage or changed:
+        raise ValueError(f"--resume: {path} was not made by this command: "
+                         + (", ".join(changed) or f"it is a {meta.get('stage')} checkpoint"))
+    if meta["step"] >= cfg.max_steps:
+        raise ValueError(f"--resume: {path} is already at step {meta['step']} of "
+                         f"--max_steps={cfg.max_steps}; raise --max_steps to train further")
+    print(f"resuming from {path} at step {meta['step']}")
+    return model, tok, meta
+
+
+def metrics_log(path, resume_step=0):
+    """A function that appends one JSON line per call to a metrics.jsonl. A fresh run
+    starts the file anew; a resumed one keeps the lines up to its checkpoint's step, so
+    every step appears once."""
+    rows = []
+    if resume_step and os.path.isfile(path):
+        with open(path) as f:
+            rows = [line for line in f if json.loads(line)["step"] <= resume_step]
+    with open(path, "w") as f:
+        f.writelines(rows)
+
+    def log(row):
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+    return log
+
+
+if __name__ == "__main__":  # python common.py CKPT: what a checkpoint holds
+    try:
+        if len(sys.argv) != 2:
+            sys.exit("usage: python common.py CKPT (a GPT-2 folder: python model.py FOLDER)")
+        m, _, meta = load_checkpoint(sys.argv[1])
+        print(m.config, f"\n{m.num_params() / 1e6:.2f}M parameters; stage "
+              f"{meta.get('stage')}, step {meta.get('step')}")
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")

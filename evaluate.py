@@ -1,0 +1,409 @@
+"""
+Measurement, kept apart from the method: how far the judge agrees with the task's
+oracle, what self-rejection buys as N grows, what the stages log while they train, and
+the results table. The oracle (the stand-in for the paper's GPT-4 evaluator) is only
+ever called here: nothing it says reaches training.
+
+    python evaluate.py                         # the judge: held-out labels and own pairs
+    python evaluate.py --best_of=16            # self-rejection: tournament best-of-N curve
+    python evaluate.py --report=out/jsft,out/dpo,out/selfjudge   # the results table
+"""
+import os
+import sys
+
+import torch
+
+from common import get_device, load_checkpoint, parse_flags
+from data.chat import encode_query, encode_response
+from data.task import fully_right_rate, load_task, mean_score, n_held_out, win_rate
+from judge import (judge_by_principles, judge_orders, judge_prob, position_flips,
+                   response_budget, swap_average, task_principles, tournament)
+from sample import response_logps, sample_responses
+
+# -----------------------------------------------------------------------------
+# settings (override with --name=value)
+defaults = dict(
+    ckpt="out/jsft/ckpt.pt",  # the model to measure: it samples, and it judges
+    data="data/sort",         # task folder (test.jsonl prompts, pairs.jsonl, oracle.py)
+    n_prompts=200,            # held-out prompts (test.jsonl) for every measurement
+    pairs_per_prompt=4,       # own-sample pairs judged per prompt for the agreement
+    best_of=0,                # >0: self-rejection curve for N = 1, 2, 4, ... up to this
+    report="",                # run folders, comma-separated: the results table (the first,
+                              # JSFT, is what every row is compared with)
+    report_samples=8,         # samples per prompt in the table; the last model also gets
+                              # a best-of-this row by its own tournament
+    temperature=1.0,          # sampling temperature for every measurement
+    max_new_tokens=48,        # response length limit when sampling
+    seed=1337,                # seeds sampling and tournament pairing
+    device="auto",            # auto: cuda, then mps, then cpu
+)
+limits = dict(n_prompts="[1, inf)", pairs_per_prompt="[1, inf)", best_of="[0, inf)",
+              report_samples="[1, inf)", temperature="[0, inf)", max_new_tokens="[1, inf)")
+
+
+def rate(flags, among):
+    """The share of `among` (bool (N,)) where flags holds; nan when among is empty."""
+    return flags[among].float().mean().item() if among.any() else float("nan")
+
+
+# -----------------------------------------------------------------------------
+# the judge against the oracle, on the policy's own samples
+
+def own_pairs(model, tok, prompts, oracle, pairs_per_prompt, generator=None, temperature=1.0,
+              max_new_tokens=48):
+    """2k samples per prompt from the model, in k disjoint pairs, with oracle scores: a
+    list of (prompt, a, b, score a, score b, best score among the prompt's 2k samples)."""
+    k = pairs_per_prompt
+    n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
+    samples = sample_responses(model, tok, prompts, 2 * k, n_new, temperature,
+                               generator=generator)
+    rows = []
+    for c, row in zip(prompts, samples):
+        texts = [s["text"] for s in row]
+        scores = [oracle(c, t) for t in texts]
+        rows += [(c, texts[2 * i], texts[2 * i + 1], scores[2 * i], scores[2 * i + 1],
+                  max(scores)) for i in range(k)]
+    return rows
+
+
+def agreement_metrics(ab, ba, sa, sb, best, same):
+    """How judgments in both orders (ab, ba (N, 2), from judge_orders) agree with the
+    oracle's scores sa, sb (N,). best (N,): the best score among the prompt's samples;
+    same (N,) bool: the two responses are identical. On the pairs the oracle tells apart
+    and the judge could read: agreement (both orders averaged, and one order only),
+    position flips, agreement on the confident judgments (|2p-1| >= 0.5, what selfjudge.py
+    trains on by default), and agreement split between pairs holding the prompt's best
+    sample and pairs of two lesser ones. Also the tie rate and the unread rate."""
+    p = swap_average(ab, ba)
+    diff = sa - sb
+    # exactly 0.5 on two different responses: too long for the context (identical
+    # responses also give 0.5, by symmetry; they are oracle ties, not judge failures)
+    unread = (p == 0.5) & ~same
+    told = (diff != 0) & ~unread
+    right = (p > 0.5) == (diff > 0)
+    sure = told & ((2 * p - 1).abs() >= 0.5)
+    top = torch.maximum(sa, sb) == best
+    n = int(told.sum())
+    return dict(agreement=rate(right, told),
+                agreement_one_order=rate((ab[:, 0] > ab[:, 1]) == (diff > 0), told),
+                decided=n, tie_rate=(diff == 0).float().mean().item(),
+                undecided=unread.float().mean().item(),
+                position_flip=rate(position_flips(ab, ba), told),
+                agreement_confident=rate(right, sure),
+                confident_share=sure.sum().item() / n if n else float("nan"),
+                agreement_top=rate(right, told & top), agreement_rest=rate(right, told & ~top),
+                top_share=(told & top).sum().item() / n if n else float("nan"))
+
+
+def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=1.0,
+                       max_new_tokens=48, principle=None, pairs_per_prompt=4):
+    """The judge on the policy's own pairs (agreement_metrics). Several pairs per prompt:
+    one pair each leaves ~150 scored pairs and a standard error of ~4 points; four pairs
+    each bring it to ~2."""
+    if pairs_per_prompt < 1:
+        raise ValueError(f"pairs_per_prompt={pairs_per_prompt}: judge at least one pair "
+                         "per prompt")
+    rows = own_pairs(model, tok, prompts, oracle, pairs_per_prompt, generator, temperature,
+                     max_new_tokens)
+    c, a, b, sa, sb, best = (list(x) for x in zip(*rows))
+    ab, ba = judge_orders(model, tok, c, a, b, principle)
+    return agreement_metrics(ab, ba, torch.tensor(sa), torch.tensor(sb), torch.tensor(best),
+                             torch.tensor([x == y for x, y in zip(a, b)]))
+
+
+def describe_agreement(r):
+    """One line for onpolicy_agreement's result, as evaluate.py and jsft.py print it."""
+    if r["decided"] == 0:
+        return (f"judge on the policy's own pairs: no pair to score (oracle ties "
+                f"{r['tie_rate']:.1%}, judge undecided {r['undecided']:.1%})")
+    return (f"judge on the policy's own pairs: agrees with the oracle on {r['agreement']:.1%} "
+            f"of {r['decided']} pairs it can tell apart (one order only: "
+            f"{r['agreement_one_order']:.1%}); oracle ties {r['tie_rate']:.1%}; "
+            f"position flips on those pairs {r['position_flip']:.1%}"
+            + (f"; on the {r['confident_share']:.0%} judged with confidence |2p-1| >= 0.5 "
+               f"it agrees on {r['agreement_confident']:.1%}" if r.get("confident_share")
+               else "")
+            + (f"; {r['agreement_top']:.1%} on the {r['top_share']:.0%} of pairs holding the "
+               f"best of the prompt's samples, {r['agreement_rest']:.1%} on pairs of two lesser "
+               "ones" if 0 < r.get("top_share", 0) < 1 else "")
+            + (f"; judge undecided {r['undecided']:.1%}" if r["undecided"] else ""))
+
+
+def pair_agreement(model, tok, pairs):
+    """Agreement with the task's labels: P(chosen better) > 0.5, chosen shown as A or B."""
+    p = judge_prob(model, tok, [x["prompt"] for x in pairs], [x["chosen"] for x in pairs],
+                   [x["rejected"] for x in pairs], [x.get("principle") for x in pairs])
+    return (p > 0.5).float().mean().item()
+
+
+def held_out_pairs(task):
+    """The held-out tail of pairs.jsonl: jsft.py never trains on it."""
+    return task.pairs[len(task.pairs) - n_held_out(len(task.pairs)):] if task.pairs else []
+
+
+# -----------------------------------------------------------------------------
+# self-rejection: best-of-N by tournament, as N grows
+
+def best_of_n(model, tok, prompts, oracle, max_n=16, generator=None, temperature=1.0,
+              max_new_tokens=48, principles=(None,)):
+    """Self-rejection: max_n samples per prompt once; for N = 1, 2, 4, ... the tournament
+    winner among the first N, scored by the oracle. Returns {N: (winners' scores, best
+    scores)}, one score per prompt each: the best is the oracle's own pick of the N, the
+    most any judge could reach with those samples."""
+    n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
+    samples = sample_responses(model, tok, prompts, max_n, n_new, temperature,
+                               generator=generator)
+    texts = [[s["text"] for s in row] for row in samples]
+    scores = [[oracle(c, t) for t in row] for c, row in zip(prompts, texts)]
+    out, n = {}, 1
+    while n <= max_n:
+        win = tournament(model, tok, prompts, [t[:n] for t in texts], generator, principles)
+        out[n] = ([sc[w] for sc, w in zip(scores, win)], [max(sc[:n]) for sc in scores])
+        n *= 2
+    return out
+
+
+def paired_change(before, after):
+    """Mean of after - before over prompts, and its standard error: the same prompts and
+    the same samples on both sides, so the noise of which prompts were drawn cancels."""
+    d = [b - a for a, b in zip(before, after)]
+    mean = sum(d) / len(d)
+    var = sum((x - mean) ** 2 for x in d) / max(len(d) - 1, 1)
+    return mean, (var / len(d)) ** 0.5
+
+
+def describe_best_of(table):
+    """The --best_of table: for each N the winners' mean score, its change from the
+    previous N (paired standard error), and the oracle's own pick of the N samples."""
+    lines, prev = [], None
+    for n, (won, best) in table.items():
+        change = ""
+        if prev is not None:
+            d, se = paired_change(prev, won)
+            change = f"{d:+.3f} +- {se:.3f}"
+        lines.append(f"  N = {n:2d}  {sum(won) / len(won):.3f}  {change:15s}  "
+                     f"{sum(best) / len(best):.3f}")
+        prev = won
+    return "\n".join(lines)
+
+
+# -----------------------------------------------------------------------------
+# what the stages report
+
+def policy_report(model, tok, task, prompts, seed, judge=True):
+    """jsft.py's last words: the oracle's view of the trained model (its samples' mean
+    score and fully-right rate at temperature 1) and, with judge, the judge's agreement
+    with the oracle on the model's own pairs."""
+    oracle = task.get_oracle()
+    if oracle is None or not prompts:
+        return {}
+    device = next(model.parameters()).device
+    model.eval()
+    g = torch.Generator(device=device).manual_seed(seed)
+    samples = [s[0]["text"] for s in sample_responses(model, tok, prompts, 1, generator=g)]
+    out = dict(oracle_score=mean_score(oracle, prompts, samples),
+               fully_right=fully_right_rate(oracle, prompts, samples))
+    if judge:
+        out.update(onpolicy_agreement(model, tok, prompts, oracle, g,
+                                      principle=task_principles(task)[0]))
+    return out
+
+
+def heldout_logps(tok, task, ref, block_size, device):
+    """The held-out pairs, tokenized, with the reference's log-probabilities:
+    (queries, responses, ref_logps), chosen responses first; None for a task without
+    pairs. What heldout_pref_acc compares the policy's log-ratios on."""
+    rows = held_out_pairs(task)
+    q = [encode_query(tok, r["prompt"]) for r in rows]
+    c = [encode_response(tok, r["chosen"]) for r in rows]
+    w = [encode_response(tok, r["rejected"]) for r in rows]
+    keep = [i for i in range(len(rows)) if len(q[i]) + max(len(c[i]), len(w[i])) <= block_size]
+    if not keep:
+        return None
+    queries = [q[i] for i in keep] * 2
+    responses = [c[i] for i in keep] + [w[i] for i in keep]
+    return queries, responses, batched_logps(ref, queries, responses, device)
+
+
+@torch.no_grad()
+def batched_logps(model, queries, responses, device, batch_size=128):
+    """Summed response log-probabilities, a chunk at a time (no gradient)."""
+    return torch.cat([response_logps(model, queries[i:i + batch_size],
+                                     responses[i:i + batch_size], device)[0].float()
+                      for i in range(0, len(queries), batch_size)])
+
+
+@torch.no_grad()
+def eval_policy(policy, tok, prompts, oracle, ref_texts, seed, judge_ctx, max_new_tokens,
+                principles=(None,), held_out=None):
+    """selfjudge.py's evaluation: the oracle score of the policy's samples on held-out
+    prompts, and two signals that need no oracle: how much the judge prefers them over the
+    reference's, and, given held_out (from heldout_logps), how often the policy's implicit
+    reward ranks the labelled chosen response of a held-out pair above the rejected one
+    (ties count half; 0.5 at step 0, where the policy is the reference). The policy
+    samples as it is (adapters on); judge_ctx() yields the judge."""
+    policy.eval()
+    g = torch.Generator(device=next(policy.parameters()).device).manual_seed(seed)
+    texts = [s[0]["text"] for s in sample_responses(policy, tok, prompts, 1, max_new_tokens,
+                                                    generator=g)]
+    with judge_ctx() as judge_model:
+        pref = judge_by_principles(judge_model, tok, prompts, texts, ref_texts,
+                                   principles)[0].mean().item()
+    out = dict(judge_pref=pref, mean_len=sum(len(t.split()) for t in texts) / len(texts))
+    if held_out is not None:
+        queries, responses, ref_logps = held_out
+        ratio = batched_logps(policy, queries, responses, next(policy.parameters()).device)
+        ratio = ratio - ref_logps
+        h = ratio[:len(ratio) // 2] - ratio[len(ratio) // 2:]  # chosen's minus rejected's
+        out["heldout_pref_acc"] = ((h > 0).float() + 0.5 * (h == 0).float()).mean().item()
+    if oracle is not None:
+        out.update(oracle_score=mean_score(oracle, prompts, texts),
+                   fully_right=fully_right_rate(oracle, prompts, texts),
+                   win_rate_vs_ref=win_rate(oracle, prompts, texts, ref_texts)["win_rate"])
+    policy.train()
+    return out
+
+
+# -----------------------------------------------------------------------------
+# every self-training step: what the judge saw and kept, and (with an oracle) whether
+# it was right. judged: what a pair source returns beside its examples (selfjudge.py)
+
+def step_stats(examples, judged):
+    """Oracle-free counts of one step: pairs (or raft winners) trained on, and when the
+    step judged fresh samples: the share kept by the filters, identical pairs, the judge's
+    mean confidence |2p-1|, its position flips on the pairs that differ, response length
+    in tokens."""
+    out = dict(pairs=len(examples))
+    if not examples:
+        out["skipped"] = True
+    if judged is None:
+        return out
+    n = len(judged["prompts"])
+    out["kept"] = len(examples) / n
+    if "p" in judged:  # a pair per prompt (on-policy)
+        a, b, p = judged["a"], judged["b"], judged["p"]
+        differ = torch.tensor([x["ids"] != y["ids"] for x, y in zip(a, b)])
+        out.update(identical=judged["skipped"]["identical"] / n,
+                   judge_conf=(2 * (p - 0.5).abs()).mean().item(),
+                   judge_flips=rate(judged["flipped"], differ),
+                   resp_len=sum(len(x["ids"]) for x in a + b) / (2 * n))
+    else:  # candidates per prompt (raft)
+        ids = [x["ids"] for c in judged["candidates"] for x in c]
+        out["resp_len"] = sum(len(x) for x in ids) / len(ids)
+    return out
+
+
+def step_diagnostics(oracle, examples, judged):
+    """The oracle's view of one step, for evaluation only: how often the examples trained
+    on have a chosen response the oracle scores above the rejected (oracle_agree_kept, on
+    the pairs it tells apart) and a perfect chosen response (oracle_chosen_perfect); when
+    the step judged fresh pairs, the judge's agreement on all of them (oracle_agree_all)
+    and the oracle's ties (oracle_ties); for raft, how often the winner is the oracle's own
+    pick of the prompt's samples (oracle_winner_best)."""
+    def score(prompt, sample):
+        return oracle(prompt, sample["text"])
+    out = {}
+    if examples:
+        sc = torch.tensor([score(x["prompt"], x["chosen"]) for x in examples])
+        out["oracle_chosen_perfect"] = (sc >= 1.0).float().mean().item()
+        if "rejected" in examples[0]:
+            sr = torch.tensor([score(x["prompt"], x["rejected"]) for x in examples])
+            out["oracle_agree_kept"] = rate(sc > sr, sc != sr)
+    if judged is not None and "p" in judged:
+        sa = torch.tensor([score(c, x) for c, x in zip(judged["prompts"], judged["a"])])
+        sb = torch.tensor([score(c, x) for c, x in zip(judged["prompts"], judged["b"])])
+        differ = torch.tensor([x["ids"] != y["ids"] for x, y in zip(judged["a"], judged["b"])])
+        p = judged["p"]
+        out["oracle_agree_all"] = rate((p > 0.5) == (sa > sb), (sa != sb) & (p != 0.5))
+        out["oracle_ties"] = rate(sa == sb, differ)
+    elif judged is not None:  # raft: was the winner the oracle's best?
+        best = [max(score(c, x) for x in cands) for c, cands in
+                zip(judged["prompts"], judged["candidates"])]
+        won = [score(c, cands[w]) for c, cands, w in
+               zip(judged["prompts"], judged["candidates"], judged["winners"])]
+        out["oracle_winner_best"] = sum(w == b for w, b in zip(won, best)) / len(best)
+    return out
+
+
+# -----------------------------------------------------------------------------
+# the results table
+
+@torch.no_grad()
+def report(cfg, device):
+    """Each run folder's model samples report_samples responses per held-out prompt
+    (temperature 1); each row compares them with the first folder's (JSFT), sample i
+    against sample i: oracle win rate (ties excluded) and tie rate, mean score, fully
+    right. The last model also gets self-rejection: its tournament winner per prompt,
+    compared with each of the first model's samples."""
+    task = load_task(cfg.data)
+    oracle = task.get_oracle()
+    if oracle is None:
+        sys.exit(f"error: --report needs {cfg.data}/oracle.py to score responses")
+    prompts = [x["prompt"] for x in task.require("test")][:cfg.n_prompts]
+    n = cfg.report_samples
+    flat_prompts = [p for p in prompts for _ in range(n)]
+    rows, base = [], None
+    dirs = [d for d in cfg.report.split(",") if d]
+    for d in dirs:
+        model, tok, _ = load_checkpoint(os.path.join(d, "ckpt.pt"), device)
+        model.eval()
+        g = torch.Generator(device=device).manual_seed(cfg.seed)
+        cands = [[x["text"] for x in s] for s in sample_responses(model, tok, prompts, n,
+                                                                  generator=g)]
+        texts = [t for c in cands for t in c]
+        base = texts if base is None else base
+        rows.append((os.path.basename(d), texts))
+        if d == dirs[-1] and n > 1:
+            win = tournament(model, tok, prompts, cands, g, task_principles(task))
+            rows.append((f"{os.path.basename(d)} + best-of-{n}",
+                         [c[w] for c, w in zip(cands, win) for _ in range(n)]))
+    print(f"\n{len(prompts)} held-out prompts ({cfg.data}/test.jsonl) x {n} samples at "
+          f"temperature 1; win rate against {rows[0][0]}, ties excluded")
+    print(f"{'model':24s} {'win rate':>9s} {'ties':>6s} {'score':>6s} {'fully right':>12s}")
+    for name, texts in rows:
+        w = win_rate(oracle, flat_prompts, texts, base)
+        print(f"{name:24s} {w['win_rate']:9.1%} {w['tie_rate']:6.1%} "
+              f"{mean_score(oracle, flat_prompts, texts):6.3f} "
+              f"{fully_right_rate(oracle, flat_prompts, texts):12.1%}")
+
+
+def main(argv=None):
+    cfg = parse_flags(defaults, argv, __file__, limits)
+    device = get_device(cfg.device)
+    if cfg.report:
+        return report(cfg, device)
+    model, tok, _ = load_checkpoint(cfg.ckpt, device)
+    model.eval()
+    task = load_task(cfg.data)
+    g = torch.Generator(device=device).manual_seed(cfg.seed)
+    prompts = [x["prompt"] for x in task.require("test")][:cfg.n_prompts]
+    if task.oracle is None:
+        print(f"no oracle.py in {cfg.data}: oracle metrics skipped")
+    if cfg.best_of:
+        if task.oracle is None:
+            sys.exit("error: --best_of needs the task's oracle.py to score the winners")
+        table = best_of_n(model, tok, prompts, task.oracle, cfg.best_of, g, cfg.temperature,
+                          cfg.max_new_tokens, task_principles(task))
+        print(f"self-rejection on {len(prompts)} held-out prompts: the oracle's mean score "
+              "of the tournament winner, its change from the previous N (+- a paired "
+              "standard error), and the oracle's own pick of the same N samples (the "
+              "ceiling):")
+        print(describe_best_of(table))
+        return
+    held = held_out_pairs(task)
+    if held:
+        print(f"agreement with the task's labels on {len(held)} held-out pairs: "
+              f"{pair_agreement(model, tok, held):.1%}")
+    if task.oracle is not None:
+        r = onpolicy_agreement(model, tok, prompts, task.oracle, g, cfg.temperature,
+                               cfg.max_new_tokens, task_principles(task)[0],
+                               cfg.pairs_per_prompt)
+        print(f"{len(prompts)} held-out prompts, {cfg.pairs_per_prompt} pairs of samples each; "
+              + describe_agreement(r))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
