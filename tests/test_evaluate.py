@@ -181,3 +181,52 @@ def test_agreement_is_split_between_pairs_holding_the_best_sample_and_the_rest(m
     assert r["top_share"] == 0.5 and r["agreement_top"] == 1.0 and r["agreement_rest"] == 0.0
     assert "100.0% on the 50% of pairs holding the best" in evaluate.describe_agreement(r)
     assert "0.0% on pairs of two lesser ones" in evaluate.describe_agreement(r)
+
+
+# -----------------------------------------------------------------------------
+# a self-training step's statistics and the oracle's view of them
+
+def sample(text, stopped=True):
+    return dict(text=text, ids=[ord(c) for c in text], stopped=stopped)
+
+
+def test_step_statistics_known_answers():
+    """Five prompts judged: a right pair the judge kept, a pair it got wrong and kept, an
+    oracle tie it found undecided, identical samples, and a pair it could not read (0.5:
+    too long for its context). The oracle scores the sorted answer 1, a one-mistake
+    answer 0.5, anything else 0."""
+    oracle = lambda p, r: {"1 2": 1.0, "2 1": 0.5, "1 1": 0.5}.get(r, 0.0)  # noqa: E731
+    a = [sample("1 2"), sample("1 1"), sample("2 1"), sample("1 2"), sample("1 2")]
+    b = [sample("2 1"), sample("1 2"), sample("1 1"), sample("1 2"), sample("x")]
+    p = torch.tensor([0.9, 0.8, 0.5, 0.5, 0.5])            # the second is wrong
+    flipped = torch.tensor([False, True, True, True, True])
+    kept = [dict(prompt="q", chosen=a[0], rejected=b[0]),
+            dict(prompt="q", chosen=a[1], rejected=b[1])]
+    judged = dict(prompts=["q"] * 5, a=a, b=b, p=p, flipped=flipped,
+                  skipped=dict(identical=1, undecided=2, cut_off=0))
+    st = evaluate.step_stats(kept, judged)
+    assert st["pairs"] == 2 and st["kept"] == 0.4 and st["identical"] == 0.2
+    assert st["judge_conf"] == pytest.approx((0.8 + 0.6) / 5)
+    assert st["judge_flips"] == pytest.approx(3 / 4)        # on the 4 pairs that differ
+    d = evaluate.step_diagnostics(oracle, kept, judged)
+    assert d["oracle_agree_kept"] == 0.5                   # kept: one right, one wrong
+    assert d["oracle_chosen_perfect"] == 0.5
+    assert d["oracle_agree_all"] == 0.5                    # ties and unread pairs don't count
+    assert d["oracle_ties"] == pytest.approx(1 / 4)        # "2 1" vs "1 1", of 4 that differ
+
+
+def test_step_statistics_of_offline_and_raft_steps():
+    oracle = lambda p, r: {"1 2": 1.0, "2 1": 0.5}.get(r, 0.0)  # noqa: E731
+    labelled = [dict(prompt="q", chosen=sample("2 1"), rejected=sample("1 2")),  # label wrong
+                dict(prompt="q", chosen=sample("1 2"), rejected=sample("x"))]
+    assert evaluate.step_stats(labelled, None) == dict(pairs=2)
+    d = evaluate.step_diagnostics(oracle, labelled, None)
+    assert d == dict(oracle_agree_kept=0.5, oracle_chosen_perfect=0.5)
+    cands = [[sample("x"), sample("2 1"), sample("1 2")], [sample("2 1"), sample("x")]]
+    judged = dict(prompts=["q", "q"], candidates=cands, winners=[1, 0])
+    winners = [dict(prompt="q", chosen=c[w]) for c, w in zip(cands, [1, 0])]
+    st = evaluate.step_stats(winners, judged)
+    assert st["kept"] == 1.0 and st["resp_len"] == pytest.approx(11 / 5)  # 1 + 3 + 3 + 3 + 1 chars
+    d = evaluate.step_diagnostics(oracle, winners, judged)
+    assert d == dict(oracle_chosen_perfect=0.0, oracle_winner_best=0.5)
+    assert evaluate.step_stats([], judged)["skipped"] is True

@@ -8,6 +8,7 @@ import copy
 import json
 import math
 import os
+import types
 
 import pytest
 import torch
@@ -17,12 +18,11 @@ import jsft
 import selfjudge
 from conftest import SORT, make_tiny, write_small_sort
 from data.task import load_task
-from judge import response_budget
 from common import load_checkpoint
-from data.chat import load_tokenizer
+from data.chat import encode_query, load_tokenizer
+from judge import response_budget
 from model import Linear
-from sample import sample_responses
-from sample import response_logps
+from sample import response_logps, sample_responses
 from selfjudge import dpo_loss, make_pairs
 
 TINY_JSFT = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=8", "--eval_interval=0",
@@ -193,6 +193,57 @@ def test_make_pairs_cutoff_drop_or_keep():
 
 
 # -----------------------------------------------------------------------------
+# rejection-sampling fine-tuning (--mode=raft)
+
+def raft_run(tok, policy, candidates, judge_fn, cutoff="keep"):
+    """A `run` as selfjudge.main builds it, with a policy whose samples are `candidates`
+    (one list per prompt) and a stand-in judge."""
+    cfg = selfjudge.parse_flags(selfjudge.defaults, ["--mode=raft", "--raft_n=3",
+                                                     f"--batch_size={len(candidates)}",
+                                                     f"--cutoff={cutoff}"])
+    return types.SimpleNamespace(cfg=cfg, policy=policy, tok=tok, n_new=8, principles=[None],
+                                 prompts=[f"sort: {i}" for i in range(len(candidates))],
+                                 judge=lambda: contextlib.nullcontext(policy),
+                                 judge_fn=judge_fn)
+
+
+def test_raft_trains_on_the_tournament_winner(monkeypatch):
+    """A judge that prefers the longer response (a known order) picks, for each prompt,
+    its longest sample; the step's examples are exactly those, as "chosen"; a winner cut
+    off at the length limit is dropped with --cutoff=drop."""
+    tok = load_tokenizer(SORT)
+    cands = [[s([5, 6]), s([5, 6, 7, 8]), s([9])],
+             [s([3, 3, 3]), s([4]), s([2, 2], stopped=False)],
+             [s([1]), s([1, 2, 3, 4, 5], stopped=False), s([2, 2])]]
+    monkeypatch.setattr(selfjudge, "pick", lambda xs, n, g: xs[:n])
+    monkeypatch.setattr(selfjudge, "sample_responses", lambda *a, **k: cands)
+
+    def longer(contexts, a, b):  # P(a better): 1 when a has more words
+        return torch.tensor([float(len(x.split()) > len(y.split())) + 0.5 * (len(x) == len(y))
+                             for x, y in zip(a, b)])
+    run = raft_run(tok, make_tiny(vocab_size=tok.get_vocab_size()), cands, longer)
+    winners, judged = selfjudge.raft_winners(run, torch.Generator().manual_seed(0))
+    assert [w["chosen"]["ids"] for w in winners] == [[5, 6, 7, 8], [3, 3, 3], [1, 2, 3, 4, 5]]
+    assert [w["prompt"] for w in winners] == run.prompts and judged["winners"] == [1, 0, 1]
+    run = raft_run(tok, run.policy, cands, longer, cutoff="drop")
+    winners, _ = selfjudge.raft_winners(run, torch.Generator().manual_seed(0))
+    assert [w["chosen"]["ids"] for w in winners] == [[5, 6, 7, 8], [3, 3, 3]]
+
+
+def test_raft_loss_is_the_sft_loss_on_the_winners_response_tokens_only():
+    """Per winner, the mean negative log-probability of its response tokens (the stop token
+    included), never of the prompt's; then the mean over winners."""
+    tok = load_tokenizer(SORT)
+    model = make_tiny(vocab_size=tok.get_vocab_size(), block_size=64)
+    winners = [dict(prompt="sort: 2 1", chosen=dict(ids=[7, 8, 2])),
+               dict(prompt="sort: 3 1 2", chosen=dict(ids=[9, 2]))]
+    loss, stats = selfjudge.sft_loss(model, tok, winners, "cpu")
+    want = -sum(manual_logp(model, encode_query(tok, w["prompt"]), w["chosen"]["ids"])
+                / len(w["chosen"]["ids"]) for w in winners) / 2
+    assert loss.item() == pytest.approx(want, abs=1e-4) and stats["loss"] == loss.item()
+
+
+# -----------------------------------------------------------------------------
 # end to end
 
 def check_metrics(rows, max_steps, on_policy):
@@ -312,3 +363,77 @@ def test_steps_without_pairs_still_evaluate(task_and_ckpt, tmp_path):
     assert [r["step"] for r in rows] == [0, 1, 2]
     assert all(r.get("skipped") for r in rows[1:])
     assert all("eval_oracle_score" in r for r in rows)
+
+
+# -----------------------------------------------------------------------------
+# every mode end to end, a kill and a resume, and runs that train on nothing
+
+@pytest.mark.parametrize("extra", [("--mode=offpolicy",), ("--mode=raft",),
+                                   ("--judge=current",)])
+def test_every_mode_runs_end_to_end(task_and_ckpt, tmp_path, extra):
+    """--mode=offpolicy and --judge=current were never run by a test."""
+    (model, tok, meta), rows = run_selfjudge(task_and_ckpt, tmp_path, *extra)
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert f"--mode={meta['flags']['mode']}" in extra or meta["flags"]["judge"] == "current"
+    assert all(r["pairs"] > 0 and math.isfinite(r["loss"]) for r in rows[1:])
+    init = load_checkpoint(task_and_ckpt[1])[0].state_dict()
+    assert any(not torch.equal(v, init[k]) for k, v in model.state_dict().items())
+    if "raft" in extra[0]:  # the oracle's view of the winners, beside the loss
+        assert all("oracle_winner_best" in r and "oracle_chosen_perfect" in r
+                   for r in rows[1:])
+
+
+def test_a_killed_run_resumes_to_the_same_weights_and_logs_each_step_once(
+        task_and_ckpt, tmp_path, monkeypatch):
+    """selfjudge.py used to save only at the end: killed at step 111 of 200 it lost
+    everything, and resuming from an older checkpoint logged the steps between twice.
+    Here the run dies after logging step 3, one step past its last checkpoint (step 2)."""
+    flags = ("--max_steps=4", "--ckpt_interval=2", "--eval_interval=2")
+    (whole, _, _), _ = run_selfjudge(task_and_ckpt, tmp_path / "whole", *flags)
+    real_log = selfjudge.metrics_log
+
+    def dying_log(path, start):
+        log = real_log(path, start)
+
+        def write(row):
+            log(row)
+            if row["step"] == 3:
+                raise KeyboardInterrupt  # the kill: after step 3, before its checkpoint
+        return write
+    monkeypatch.setattr(selfjudge, "metrics_log", dying_log)
+    with pytest.raises(KeyboardInterrupt):
+        run_selfjudge(task_and_ckpt, tmp_path / "killed", *flags)
+    assert load_checkpoint(str(tmp_path / "killed" / "ckpt.pt"))[2]["step"] == 2
+    monkeypatch.setattr(selfjudge, "metrics_log", real_log)
+    (resumed, _, meta), rows = run_selfjudge(task_and_ckpt, tmp_path / "killed", *flags,
+                                             "--resume")
+    assert meta["step"] == 4 and [r["step"] for r in rows] == [0, 1, 2, 3, 4]
+    for k, v in whole.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_steps_without_pairs_say_why_and_how_many_trained(task_and_ckpt, tmp_path, capsys,
+                                                          monkeypatch):
+    """A judge undecided on every pair trained on zero pairs for 150 steps and finished
+    with "done": now each step logs its pair count, a run of idle steps says why, and a run
+    that never updated the policy ends in an error."""
+    monkeypatch.setattr(selfjudge, "IDLE_WARNING", 2)
+    with pytest.raises(ValueError, match="no step updated the policy: of 12 pairs judged, "
+                                         "100% were undecided"):
+        run_selfjudge(task_and_ckpt, tmp_path, "--min_confidence=1.0", "--max_steps=3",
+                      "--eval_interval=0")
+    out = capsys.readouterr().out
+    assert "warning: 2 steps in a row without a pair to train on: of 8 pairs judged, " \
+           "100% were undecided (p = 0.5 or |2p-1| < --min_confidence)" in out
+    assert "0 of 3 steps updated the policy, on 0 pairs" in out
+    with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
+        assert [json.loads(x).get("pairs") for x in f] == [None, 0, 0, 0]  # step 0: eval
+
+
+def test_a_judge_never_trained_to_judge_is_refused(task_and_ckpt, tmp_path):
+    data, _ = task_and_ckpt
+    jsft.main(["--data", data, "--max_steps=1", "--judge_ratio=0", "--out_dir",
+               str(tmp_path / "sft")] + TINY_JSFT)
+    with pytest.raises(ValueError, match="trained with --judge_ratio=0: it never learned to "
+                                         "judge"):
+        run_selfjudge((data, str(tmp_path / "sft" / "ckpt.pt")), tmp_path / "sj")
