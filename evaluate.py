@@ -8,6 +8,7 @@ ever called here: nothing it says reaches training.
     python evaluate.py --best_of=16            # self-rejection: tournament best-of-N curve
     python evaluate.py --report=out/jsft,out/dpo,out/selfjudge   # the results table
 """
+import json
 import os
 import sys
 
@@ -148,8 +149,10 @@ def best_of_n(model, tok, prompts, oracle, max_n=16, generator=None, temperature
               max_new_tokens=48, principles=(None,)):
     """Self-rejection: max_n samples per prompt once; for N = 1, 2, 4, ... the tournament
     winner among the first N, scored by the oracle. Returns {N: (winners' scores, best
-    scores)}, one score per prompt each: the best is the oracle's own pick of the N, the
-    most any judge could reach with those samples."""
+    scores, random scores)}, one score per prompt each: the best is the oracle's own pick
+    of the N, the most any judge could reach with those samples; the random one is the
+    mean of the N, what a pick by coin would score on average. A knockout of N makes N - 1
+    judgments per prompt, each read in both orders."""
     n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
     samples = sample_responses(model, tok, prompts, max_n, n_new, temperature,
                                generator=generator)
@@ -158,7 +161,8 @@ def best_of_n(model, tok, prompts, oracle, max_n=16, generator=None, temperature
     out, n = {}, 1
     while n <= max_n:
         win = tournament(model, tok, prompts, [t[:n] for t in texts], generator, principles)
-        out[n] = ([sc[w] for sc, w in zip(scores, win)], [max(sc[:n]) for sc in scores])
+        out[n] = ([sc[w] for sc, w in zip(scores, win)], [max(sc[:n]) for sc in scores],
+                  [sum(sc[:n]) / n for sc in scores])
         n *= 2
     return out
 
@@ -174,15 +178,17 @@ def paired_change(before, after):
 
 def describe_best_of(table):
     """The --best_of table: for each N the winners' mean score, its change from the
-    previous N (paired standard error), and the oracle's own pick of the N samples."""
-    lines, prev = [], None
-    for n, (won, best) in table.items():
+    previous N (paired standard error), a random pick's mean score, the oracle's own pick
+    of the N samples (the ceiling), and the judgments the tournament spent per prompt."""
+    lines, prev = [f"  {'N':>4s}  {'winner':>6s}  {'change':15s}  {'random':>6s}  "
+                   f"{'oracle':>6s}  judgments"], None
+    for n, (won, best, rand) in table.items():
         change = ""
         if prev is not None:
             d, se = paired_change(prev, won)
             change = f"{d:+.3f} +- {se:.3f}"
-        lines.append(f"  N = {n:2d}  {sum(won) / len(won):.3f}  {change:15s}  "
-                     f"{sum(best) / len(best):.3f}")
+        lines.append(f"  {n:4d}  {sum(won) / len(won):6.3f}  {change:15s}  "
+                     f"{sum(rand) / len(rand):6.3f}  {sum(best) / len(best):6.3f}  {n - 1:9d}")
         prev = won
     return "\n".join(lines)
 
@@ -384,11 +390,17 @@ def main(argv=None):
             sys.exit("error: --best_of needs the task's oracle.py to score the winners")
         table = best_of_n(model, tok, prompts, task.oracle, cfg.best_of, g, cfg.temperature,
                           cfg.max_new_tokens, task_principles(task))
-        print(f"self-rejection on {len(prompts)} held-out prompts: the oracle's mean score "
-              "of the tournament winner, its change from the previous N (+- a paired "
-              "standard error), and the oracle's own pick of the same N samples (the "
-              "ceiling):")
+        print(f"self-rejection on {len(prompts)} held-out prompts, N samples each: the "
+              "oracle's mean score of the tournament winner, its change from the previous N "
+              "(+- a paired standard error), of a random pick among the N, and of the "
+              "oracle's own pick (the ceiling); the judgments the knockout spent per prompt "
+              "(each read in both orders):")
         print(describe_best_of(table))
+        path = os.path.join(os.path.dirname(cfg.ckpt), "best_of.json")
+        with open(path, "w") as f:  # for plot.py
+            json.dump({n: dict(winner=sum(w) / len(w), oracle=sum(b) / len(b),
+                               random=sum(r) / len(r)) for n, (w, b, r) in table.items()}, f)
+        print(f"wrote {path}")
         return
     held = held_out_pairs(task)
     if held:

@@ -43,11 +43,13 @@ def test_best_of_n_scores_the_winner_among_the_first_n_samples(tok, tiny_judge, 
     table = evaluate.best_of_n(tiny_judge, tok, CONTEXTS, oracle, max_n=4,
                             generator=torch.Generator().manual_seed(0))
     assert list(table) == [1, 2, 4]
-    won1, best1 = table[1]
-    assert won1 == best1 == [oracle(c, row[0]) for c, row in zip(CONTEXTS, texts)]
-    for n, (won, best) in table.items():
-        assert best == [max(oracle(c, t) for t in row[:n]) for c, row in zip(CONTEXTS, texts)]
-        assert all(w in [oracle(c, t) for t in row[:n]] for w, c, row in zip(won, CONTEXTS, texts))
+    won1, best1, rand1 = table[1]
+    assert won1 == best1 == rand1 == [oracle(c, row[0]) for c, row in zip(CONTEXTS, texts)]
+    for n, (won, best, rand) in table.items():
+        scores = [[oracle(c, t) for t in row[:n]] for c, row in zip(CONTEXTS, texts)]
+        assert best == [max(sc) for sc in scores]
+        assert rand == pytest.approx([sum(sc) / n for sc in scores])  # a coin's expected pick
+        assert all(w in sc for w, sc in zip(won, scores))
     assert table[4][1] == [1.0, 1.0, 1.0]
 
 
@@ -64,11 +66,12 @@ def test_best_of_below_zero_is_refused(capsys):
         evaluate.main(["--best_of=-1", "--ckpt=does/not/matter.pt"])
 
 
-def test_describe_best_of_prints_every_n_with_its_change_and_ceiling():
-    table = {1: ([0.5, 0.5], [0.5, 0.5]), 2: ([1.0, 0.5], [1.0, 1.0])}
+def test_describe_best_of_prints_every_n_with_its_change_random_pick_ceiling_and_cost():
+    table = {1: ([0.5, 0.5], [0.5, 0.5], [0.5, 0.5]), 2: ([1.0, 0.5], [1.0, 1.0], [0.75, 0.5])}
     lines = evaluate.describe_best_of(table).splitlines()
-    assert lines[0].split() == ["N", "=", "1", "0.500", "0.500"]
-    assert lines[1].split() == ["N", "=", "2", "0.750", "+0.250", "+-", "0.250", "1.000"]
+    assert lines[0].split() == ["N", "winner", "change", "random", "oracle", "judgments"]
+    assert lines[1].split() == ["1", "0.500", "0.500", "0.500", "0"]
+    assert lines[2].split() == ["2", "0.750", "+0.250", "+-", "0.250", "0.625", "1.000", "1"]
 
 
 # -----------------------------------------------------------------------------

@@ -1,0 +1,231 @@
+"""
+Pictures: the curves a reader would rather look at than read, drawn as SVG by a small
+function below (no plotting library), from what the stages wrote: each run folder's
+metrics.jsonl, and evaluate.py's best_of.json.
+
+    python plot.py                                  # the runs of `bash run.sh` -> out/img
+    python plot.py --runs=out,out/seed2,out/seed3 --to=docs/img/sort   # seeds averaged
+
+A root in --runs holds the run folders of one seed, as run.sh writes them: selfjudge,
+offpolicy, dpo, raft, jsft/best_of.json, overopt and overopt_guard. A figure whose runs
+are missing is skipped with a note.
+"""
+import json
+import math
+import os
+import sys
+from html import escape
+
+from common import parse_flags
+
+# -----------------------------------------------------------------------------
+# settings (override with --name=value)
+defaults = dict(
+    runs="out",               # run roots, comma-separated (one per seed): averaged
+    to="out/img",             # where the .svg files go
+    task="sort",              # the task's name, for titles and file names
+    smooth=10,                # per-step curves: mean over this many steps
+)
+limits = dict(smooth="[1, inf)")
+
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f")
+MODES = (("selfjudge", "SELF-JUDGE (on-policy)"), ("offpolicy", "off-policy"),
+         ("dpo", "offline DPO"), ("raft", "RAFT (SFT on the judge's best)"))
+
+
+# -----------------------------------------------------------------------------
+# a line chart in SVG
+
+def nice_ticks(lo, hi, n=5):
+    """About n round numbers spanning [lo, hi]."""
+    if hi <= lo:
+        hi = lo + 1.0
+    raw = (hi - lo) / n
+    step = 10 ** math.floor(math.log10(raw))
+    step *= next(m for m in (1, 2, 2.5, 5, 10) if m * step >= raw)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [round(first + i * step, 10) for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def line_chart(series, title, xlabel, ylabel, ylim=None, xticks=None, w=860, h=360):
+    """SVG text of a line chart, its legend on the right. series: dicts with label, x, y
+    (equal-length lists; None in y is a gap), and optionally dash=True, faint=True (a thin
+    line without a legend entry, e.g. one seed of a mean), color. xticks: [(x, label)] to
+    override the ticks."""
+    L, R, T, B = 64, 250, 36, 48  # margins; the legend sits in the right one
+    xs = [x for s in series for x in s["x"]]
+    ys = [y for s in series for y in s["y"] if y is not None]
+    if not xs or not ys:
+        raise ValueError(f"{title}: nothing to draw")
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = ylim or (min(ys), max(ys))
+    if y1 - y0 < 1e-9:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    X = lambda x: L + (x - x0) / ((x1 - x0) or 1) * (w - L - R)  # noqa: E731
+    Y = lambda y: h - B - (y - y0) / (y1 - y0) * (h - T - B)     # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+           f'viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="14">{escape(title)}</text>']
+    for v in nice_ticks(y0, y1):
+        out.append(f'<line x1="{L}" x2="{w - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#ddd"/>'
+                   f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
+    for v, label in xticks or [(v, f"{v:g}") for v in nice_ticks(x0, x1)]:
+        out.append(f'<text x="{X(v):.1f}" y="{h - B + 16}" text-anchor="middle">'
+                   f'{escape(str(label))}</text>')
+    out.append(f'<line x1="{L}" x2="{w - R}" y1="{h - B}" y2="{h - B}" stroke="black"/>'
+               f'<line x1="{L}" x2="{L}" y1="{T}" y2="{h - B}" stroke="black"/>'
+               f'<text x="{(L + w - R) / 2}" y="{h - 10}" text-anchor="middle">'
+               f'{escape(xlabel)}</text><text transform="translate(14 {(T + h - B) / 2}) '
+               f'rotate(-90)" text-anchor="middle">{escape(ylabel)}</text>')
+    legend = 0
+    for i, s in enumerate(series):
+        color = s.get("color", COLORS[i % len(COLORS)])
+        style = (' stroke-dasharray="6 4"' if s.get("dash") else "") + \
+            (' stroke-width="1" stroke-opacity="0.35"' if s.get("faint") else ' stroke-width="2"')
+        for part in _runs(s["x"], s["y"]):  # a None in y breaks the line
+            pts = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in part)
+            out.append(f'<polyline fill="none" stroke="{color}"{style} points="{pts}"/>')
+            if len(s["x"]) <= 12 and not s.get("faint"):  # few points: mark them
+                out += [f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="3" fill="{color}"/>'
+                        for x, y in part]
+        if not s.get("faint"):
+            ly = T + 8 + 18 * legend
+            out.append(f'<line x1="{w - R + 12}" x2="{w - R + 36}" y1="{ly}" y2="{ly}" '
+                       f'stroke="{color}"{style}/><text x="{w - R + 42}" y="{ly + 4}">'
+                       f'{escape(s["label"])}</text>')
+            legend += 1
+    return "\n".join(out + ["</svg>"]) + "\n"
+
+
+def _runs(xs, ys):
+    """The stretches of (x, y) points between None values of y."""
+    part = []
+    for x, y in zip(xs, ys):
+        if y is None:
+            if part:
+                yield part
+            part = []
+        else:
+            part.append((x, y))
+    if part:
+        yield part
+
+
+# -----------------------------------------------------------------------------
+# the figures
+
+def read_metrics(folder):
+    """The rows of folder/metrics.jsonl, or None if the run is missing."""
+    path = os.path.join(folder, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def curve(rows, key, smooth=1):
+    """(steps, values) of one metric; smooth > 1: the mean of the last `smooth` values."""
+    pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None and r[key] == r[key]]
+    steps, vals = [s for s, _ in pts], [v for _, v in pts]
+    if smooth > 1:
+        window = [vals[max(0, i - smooth + 1):i + 1] for i in range(len(vals))]
+        vals = [sum(w) / len(w) for w in window]
+    return steps, vals
+
+
+def seeds_and_mean(roots, sub, key, label, color, smooth=1, dash=False):
+    """One metric of run `sub` under every root: a faint line per seed and their mean
+    (over the steps every seed logged)."""
+    runs = [read_metrics(os.path.join(r, sub)) for r in roots]
+    curves = [curve(rows, key, smooth) for rows in runs if rows]
+    curves = [c for c in curves if c[0]]
+    if not curves:
+        return []
+    common = sorted(set.intersection(*(set(c[0]) for c in curves)))
+    mean = [sum(dict(zip(*c))[s] for c in curves) / len(curves) for s in common]
+    faint = [dict(label="", x=x, y=y, faint=True, color=color) for x, y in curves] \
+        if len(curves) > 1 else []
+    n = f" ({len(curves)} seeds)" if len(curves) > 1 else ""
+    return faint + [dict(label=label + n, x=common, y=mean, color=color, dash=dash)]
+
+
+def figures(cfg):
+    """{file name: SVG text} for every figure whose runs exist."""
+    roots, task, out = cfg.runs.split(","), cfg.task, {}
+    modes = [s for i, (sub, label) in enumerate(MODES)
+             for s in seeds_and_mean(roots, sub, "eval_oracle_score", label, COLORS[i])]
+    if modes:
+        out[f"{task}_modes.svg"] = line_chart(
+            modes, f"{task}: the policy's oracle score on held-out prompts, by training mode",
+            "step", "mean oracle score, held-out prompts")
+    agree = (seeds_and_mean(roots, "selfjudge", "oracle_agree_kept", "pairs trained on",
+                            COLORS[0], cfg.smooth)
+             + seeds_and_mean(roots, "selfjudge", "oracle_agree_all", "all pairs judged",
+                              COLORS[1], cfg.smooth, dash=True)
+             + seeds_and_mean(roots, "selfjudge", "kept", "share kept (|2p-1| >= 0.5)",
+                              COLORS[2], cfg.smooth))
+    if agree:
+        out[f"{task}_judge.svg"] = line_chart(
+            agree, f"{task}: the frozen judge against the oracle on each step's pairs",
+            "step", f"agreement / share (mean of {cfg.smooth} steps)", ylim=(0, 1))
+    best = best_of_series(roots)
+    if best:
+        out[f"{task}_best_of.svg"] = line_chart(
+            best, f"{task}: self-rejection, the tournament's pick among N samples",
+            "N samples per prompt (the knockout spends N - 1 judgments)",
+            "oracle score of the pick", xticks=[(x, 2 ** round(x)) for x in best[-1]["x"]])
+    over = (seeds_and_mean(roots, "overopt", "eval_oracle_score", "aggressive: oracle score",
+                           COLORS[1])
+            + seeds_and_mean(roots, "overopt", "eval_judge_pref", "aggressive: judge_pref",
+                             COLORS[1], dash=True)
+            + seeds_and_mean(roots, "overopt_guard", "eval_oracle_score",
+                             "defaults: oracle score", COLORS[0])
+            + seeds_and_mean(roots, "overopt_guard", "eval_judge_pref", "defaults: judge_pref",
+                             COLORS[0], dash=True))
+    if over:
+        out[f"{task}_overopt.svg"] = line_chart(
+            over, f"{task}: over-optimising a weak judge, and the defaults' guard", "step",
+            "oracle score / judge's preference")
+    return out
+
+
+def best_of_series(roots):
+    """The best-of-N curve (evaluate.py --best_of writes jsft/best_of.json), averaged over
+    roots: the tournament's pick, a random pick, the oracle's own pick; x is log2 N."""
+    tables = []
+    for r in roots:
+        path = os.path.join(r, "jsft", "best_of.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                tables.append(json.load(f))
+    if not tables:
+        return []
+    ns = sorted(set.intersection(*(set(map(int, t)) for t in tables)))
+    mean = lambda k: [sum(t[str(n)][k] for t in tables) / len(tables) for n in ns]  # noqa
+    x = [math.log2(n) for n in ns]
+    n = f" ({len(tables)} seeds)" if len(tables) > 1 else ""
+    return [dict(label="oracle's own pick (ceiling)" + n, x=x, y=mean("oracle"),
+                 color=COLORS[2], dash=True),
+            dict(label="random pick" + n, x=x, y=mean("random"), color=COLORS[6], dash=True),
+            dict(label="tournament of self-judgments" + n, x=x, y=mean("winner"),
+                 color=COLORS[0])]
+
+
+def main(argv=None):
+    cfg = parse_flags(defaults, argv, __file__, limits)
+    figs = figures(cfg)
+    if not figs:
+        sys.exit(f"error: no runs to draw under {cfg.runs} (run `bash run.sh` first)")
+    os.makedirs(cfg.to, exist_ok=True)
+    for name, svg in figs.items():
+        with open(os.path.join(cfg.to, name), "w") as f:
+            f.write(svg)
+    print(f"wrote {', '.join(figs)} to {cfg.to}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
