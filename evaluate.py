@@ -17,8 +17,8 @@ import torch
 from common import get_device, load_checkpoint, parse_flags
 from data.chat import encode_query, encode_response
 from data.task import fully_right_rate, load_task, mean_score, n_held_out, win_rate
-from judge import (judge_by_principles, judge_orders, judge_prob, position_flips,
-                   response_budget, swap_average, task_principles, tournament)
+from judge import (judge_by_principles, judge_orders, position_flips, response_budget,
+                   swap_average, task_principles, tournament)
 from sample import response_logps, sample_responses
 
 # -----------------------------------------------------------------------------
@@ -130,11 +130,17 @@ def describe_agreement(r):
             + (f"; judge undecided {r['undecided']:.1%}" if r["undecided"] else ""))
 
 
-def pair_agreement(model, tok, pairs):
-    """Agreement with the task's labels: P(chosen better) > 0.5, chosen shown as A or B."""
-    p = judge_prob(model, tok, [x["prompt"] for x in pairs], [x["chosen"] for x in pairs],
-                   [x["rejected"] for x in pairs], [x.get("principle") for x in pairs])
-    return (p > 0.5).float().mean().item()
+def heldout_judgment(model, tok, task):
+    """The judge on the held-out labelled pairs, no oracle needed: how often it prefers
+    the labelled chosen response (the labels are noisy: this tops out below 100%), and how
+    often its decision follows the position instead of the responses."""
+    rows = held_out_pairs(task)
+    if not rows:
+        return {}
+    ab, ba = judge_orders(model, tok, [r["prompt"] for r in rows], [r["chosen"] for r in rows],
+                          [r["rejected"] for r in rows], [r.get("principle") for r in rows])
+    return dict(label_agreement=(swap_average(ab, ba) > 0.5).float().mean().item(),
+                label_flips=position_flips(ab, ba).float().mean().item(), label_pairs=len(rows))
 
 
 def held_out_pairs(task):
@@ -213,6 +219,42 @@ def policy_report(model, tok, task, prompts, seed, judge=True):
         out.update(onpolicy_agreement(model, tok, prompts, oracle, g,
                                       principle=task_principles(task)[0]))
     return out
+
+
+# what jsft.py's verdict on its judge rests on: agreement below CHANCE is little better
+# than a coin; TRUSTED and FLIPS are the targets a judge for stage 2 should meet
+CHANCE, TRUSTED, FLIPS = 0.65, 0.85, 0.10
+
+
+def verdict(r):
+    """jsft.py's last lines, from policy_report and heldout_judgment: can stage 2 trust
+    this judge, and did the policy learn the task? Plain words and what to try."""
+    lines = []
+    if r.get("decided"):
+        agree, flips, on = r["agreement"], r["position_flip"], "the policy's own pairs"
+    elif "label_agreement" in r:
+        agree, flips, on = r["label_agreement"], r["label_flips"], "the held-out labelled pairs"
+    else:
+        agree = None
+    if agree is not None:
+        seen = f"{agree:.1%} agreement on {on}, position flips {flips:.1%}"
+        if agree < CHANCE or flips > 0.35:
+            lines.append(f"verdict: the judge is NEAR CHANCE ({seen}). Self-training on its "
+                         "judgments would learn from coin flips, and its confidence filter "
+                         "may keep no pair at all. Try more steps (--max_steps), a larger "
+                         "model, or check that pairs.jsonl's labels say what you mean.")
+        elif agree < TRUSTED or flips > FLIPS:
+            lines.append(f"verdict: the judge is WEAK ({seen}; targets {TRUSTED:.0%} and "
+                         f"{FLIPS:.0%}). Self-training keeps only its confident judgments; "
+                         "expect a small gain, and watch the oracle score and "
+                         "heldout_pref_acc for over-optimisation. More steps help most.")
+        else:
+            lines.append(f"verdict: the judge is ready for self-training ({seen}).")
+    if r.get("oracle_score") is not None and r["oracle_score"] < 0.25:
+        lines.append(f"verdict: the policy has learned little of the task (oracle score "
+                     f"{r['oracle_score']:.3f}, fully right {r['fully_right']:.1%}); "
+                     "self-training refines a policy, it does not teach one: train longer.")
+    return lines
 
 
 def heldout_logps(tok, task, ref, block_size, device):
@@ -402,10 +444,10 @@ def main(argv=None):
                                random=sum(r) / len(r)) for n, (w, b, r) in table.items()}, f)
         print(f"wrote {path}")
         return
-    held = held_out_pairs(task)
-    if held:
-        print(f"agreement with the task's labels on {len(held)} held-out pairs: "
-              f"{pair_agreement(model, tok, held):.1%}")
+    h = heldout_judgment(model, tok, task)
+    if h:
+        print(f"agreement with the task's labels on {h['label_pairs']} held-out pairs: "
+              f"{h['label_agreement']:.1%}; position flips {h['label_flips']:.1%}")
     if task.oracle is not None:
         r = onpolicy_agreement(model, tok, prompts, task.oracle, g, cfg.temperature,
                                cfg.max_new_tokens, task_principles(task)[0],

@@ -25,7 +25,7 @@ from common import (autocast, check_vocab, get_device, load_checkpoint, out_dir_
                     parse_flags, resume_from, save_checkpoint)
 from data.chat import add_chat_tokens, encode_query, encode_response, load_tokenizer
 from data.task import DataError, check_lengths, load_task, n_held_out, train_tokenizer
-from evaluate import describe_agreement, policy_report
+from evaluate import describe_agreement, heldout_judgment, policy_report, verdict
 from judge import DECISIONS, decision_ids, judge_query
 from model import GPT, GPTConfig, IGNORE_INDEX
 from sample import pad_right
@@ -386,6 +386,13 @@ def main(argv=None):
               f"{r['oracle_score']:.3f}, fully right {r['fully_right']:.1%}")
     if "agreement" in r:
         print(describe_agreement(r))
+    if cfg.judge_ratio > 0:
+        r.update(heldout_judgment(model, tok, task))
+        if "label_agreement" in r:
+            print(f"judge on the {r['label_pairs']} held-out labelled pairs: agrees with the "
+                  f"labels on {r['label_agreement']:.1%}; position flips {r['label_flips']:.1%}")
+    for line in verdict(r):
+        print(line)
     return r
 
 

@@ -233,3 +233,47 @@ def test_step_statistics_of_offline_and_raft_steps():
     d = evaluate.step_diagnostics(oracle, winners, judged)
     assert d == dict(oracle_chosen_perfect=0.0, oracle_winner_best=0.5)
     assert evaluate.step_stats([], judged)["skipped"] is True
+
+
+# -----------------------------------------------------------------------------
+# jsft.py's verdict on its judge and policy
+
+def test_verdict_says_plainly_when_the_judge_is_near_chance_weak_or_ready():
+    """A judge at chance used to end JSFT with numbers only, and stage 2 then trained on
+    nothing. The verdict names the state and what to try."""
+    own = lambda agree, flips: dict(decided=300, agreement=agree, position_flip=flips)  # noqa
+    assert "NEAR CHANCE (58.7% agreement on the policy's own pairs, position flips 58.7%)" \
+        in evaluate.verdict(own(0.587, 0.587))[0]
+    assert "NEAR CHANCE" in evaluate.verdict(own(0.9, 0.44))[0]   # follows the position
+    assert "WEAK (73.0% agreement" in evaluate.verdict(own(0.73, 0.08))[0]
+    assert "WEAK" in evaluate.verdict(own(0.9, 0.2))[0]
+    assert "ready for self-training" in evaluate.verdict(own(0.92, 0.07))[0]
+    # without an oracle (or no pair it tells apart): the held-out labels
+    labels = dict(decided=0, label_agreement=0.55, label_flips=0.1, label_pairs=256)
+    assert "NEAR CHANCE (55.0% agreement on the held-out labelled pairs" \
+        in evaluate.verdict(labels)[0]
+    assert evaluate.verdict({}) == []
+
+
+def test_verdict_says_when_the_policy_learned_little():
+    lines = evaluate.verdict(dict(oracle_score=0.075, fully_right=0.0))
+    assert lines == ["verdict: the policy has learned little of the task (oracle score 0.075, "
+                     "fully right 0.0%); self-training refines a policy, it does not teach "
+                     "one: train longer."]
+    assert evaluate.verdict(dict(oracle_score=0.8, fully_right=0.45)) == []
+
+
+def test_heldout_judgment_reads_the_labels_in_both_orders(monkeypatch):
+    """A judge right on the first two held-out pairs, wrong on the third, and answering "A"
+    whatever is shown on the last (p = 0.5: undecided, which is not agreeing)."""
+    from data.task import Task
+    rows = [dict(prompt="q", chosen=f"c{i}", rejected=f"r{i}") for i in range(40)]
+    task = Task(path="t", pairs=rows)  # 40 pairs: the last 4 are held out
+
+    def orders(model, tok, contexts, a, b, principles=None):
+        right = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+        swapped = torch.tensor([[0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4]])
+        return right, swapped
+    monkeypatch.setattr(evaluate, "judge_orders", orders)
+    h = evaluate.heldout_judgment(None, None, task)
+    assert h == dict(label_agreement=0.5, label_flips=0.25, label_pairs=4)
