@@ -17,6 +17,8 @@ This module imports nothing from the rest of the project.
 """
 import importlib.util
 import json
+import math
+import numbers
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -122,8 +124,35 @@ def read_jsonl(path, fields, optional=(), skip_bad_lines=False):
     return records
 
 
+def _short(value, n=60):
+    """repr of a prompt, a response or a returned value, cut for a one-line message."""
+    r = repr(value)
+    return r if len(r) <= n else r[:n - 3] + "..."
+
+
+def checked_oracle(score, file):
+    """score, checked on every call: it returns a finite float or raises a DataError naming
+    oracle.py, the prompt and the response. Unchecked, a NaN became made-up win rates and
+    ties with exit 0, and a string or an exception a traceback after training."""
+    def checked(prompt, response):
+        try:
+            value = score(prompt, response)
+        except Exception as e:
+            raise DataError(f"{file}: score({_short(prompt)}, {_short(response)}) raised "
+                            f"{type(e).__name__}: {_short(str(e), 120)}") from e
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) \
+                and math.isfinite(value):
+            return float(value)
+        why = ("a bool; return float(...) if a 0/1 score is meant"
+               if isinstance(value, bool) else "it must return a finite float")
+        raise DataError(f"{file}: score({_short(prompt)}, {_short(response)}) returned "
+                        f"{_short(value)} ({type(value).__name__}): {why}")
+    return checked
+
+
 def load_oracle(path):
-    """The score(prompt, response) function of PATH/oracle.py, or None if absent."""
+    """The score(prompt, response) function of PATH/oracle.py, checked on every call
+    (checked_oracle), or None if absent."""
     file = os.path.join(path, "oracle.py")
     if not os.path.isfile(file):
         return None
@@ -136,7 +165,22 @@ def load_oracle(path):
         raise DataError(f"{file}: could not import it ({type(e).__name__}: {e})") from e
     if not callable(getattr(module, "score", None)):
         raise DataError(f"{file}: defines no function score(prompt, response)")
-    return module.score
+    return checked_oracle(module.score, file)
+
+
+def probe_oracle(task):
+    """Calls the oracle when the task loads, before any training: on a real prompt of the
+    task (test.jsonl's first, else another file's), with one of the task's own responses
+    and with an empty one (a policy may stop at once). A broken oracle is an error now,
+    not after a whole run."""
+    first = [getattr(task, n)[0] for n in ("test", "prompts", "sft", "pairs")
+             if getattr(task, n)]
+    own = [r[k] for r in first for k in ("response", "chosen") if k in r][:1]
+    try:
+        for response in own + [""]:
+            task.oracle(first[0]["prompt"], response)
+    except DataError as e:
+        raise DataError(f"{e} (a trial call as the task loads, before any training)") from e
 
 
 @dataclass
@@ -207,6 +251,8 @@ def load_task(path, skip_bad_lines=False):
             setattr(task, name, read_jsonl(file, req, opt, skip_bad_lines))
     if all(getattr(task, name) is None for name in FILES):
         raise DataError(f"{path}: no task files found. A task folder holds {LAYOUT}")
+    if task.oracle is not None:
+        probe_oracle(task)
     return task
 
 

@@ -188,6 +188,46 @@ def test_check_lengths_names_file_and_line(tmp_path, capsys):
 
 
 # -----------------------------------------------------------------------------
+# the oracle is checked, not trusted
+
+def oracle_task(tmp_path, body):
+    """A one-file task whose oracle.py is `def score(p, r): BODY`."""
+    write(tmp_path / "test.jsonl", ['{"prompt": "sort: 3 1 2"}'])
+    write(tmp_path / "sft.jsonl", ['{"prompt": "sort: 2 1", "response": "1 2"}'])
+    (tmp_path / "oracle.py").write_text(f"def score(p, r):\n    {body}\n")
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("body, says", [
+    ('return float("nan")', "returned nan (float): it must return a finite float"),
+    ('return float("inf")', "returned inf (float): it must return a finite float"),
+    ('return "1.0"', "returned '1.0' (str): it must return a finite float"),
+    ("return None", "returned None (NoneType): it must return a finite float"),
+    ('return r == "1 2"', "returned True (bool): a bool; return float(...)"),
+    ("raise KeyError(r)", "raised KeyError: \"'1 2'\""),
+])
+def test_a_bad_oracle_is_refused_when_the_task_loads(tmp_path, body, says):
+    """A NaN gave made-up figures with exit 0 ("oracle ties 0.0%", "50.0% win, 100.0%
+    ties"); a string or an exception surfaced after training, as a traceback."""
+    path = oracle_task(tmp_path, body)
+    with pytest.raises(DataError) as e:
+        load_task(path)
+    msg = str(e.value)
+    assert msg.startswith(f"{path}/oracle.py: score('sort: 3 1 2', '1 2') ") and says in msg
+    assert msg.endswith("(a trial call as the task loads, before any training)")
+    assert "\n" not in msg
+
+
+def test_a_nan_on_a_later_call_names_oracle_prompt_and_response(tmp_path):
+    path = oracle_task(tmp_path, 'return float("nan") if r == "3 2 1" else len(r)')
+    t = load_task(path)  # the trial calls pass
+    assert t.oracle("sort: 3 1 2", "1 2 3") == 5.0 and type(t.oracle("p", "")) is float
+    with pytest.raises(DataError, match=rf"^{path}/oracle.py: score\('sort: 3 1 2', '3 2 1'\) "
+                                        "returned nan"):
+        mean_score(t.oracle, ["sort: 3 1 2"] * 2, ["1 2 3", "3 2 1"])
+
+
+# -----------------------------------------------------------------------------
 # the HH-RLHF importer
 
 def hh_line(prompt_turns, chosen, rejected):

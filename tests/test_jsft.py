@@ -202,6 +202,17 @@ def test_malformed_data_names_file_and_line(tmp_path):
     assert not os.path.exists(tmp_path / "o" / "ckpt.pt")
 
 
+def test_an_oracle_returning_nan_stops_the_run_before_training(tmp_path):
+    """The oracle is only read at the end of jsft.py: a broken one cost the whole run."""
+    data = write_small_sort(tmp_path / "task")
+    with open(os.path.join(data, "oracle.py"), "w") as f:
+        f.write("def score(prompt, response):\n    return float('nan')\n")
+    with pytest.raises(DataError, match=r"oracle\.py: score\(.*\) returned nan .*before any "
+                                        "training"):
+        jsft.main(["--data", data, "--max_steps=1", "--out_dir", str(tmp_path / "o")] + TINY)
+    assert not os.path.exists(tmp_path / "o")
+
+
 def test_decision_weight_outside_0_1_is_refused_before_training(tmp_path):
     with pytest.raises(SystemExit, match=r"--decision_weight=1.5: must be in \[0, 1\]"):
         jsft.main(["--decision_weight=1.5", "--out_dir", str(tmp_path / "o")] + TINY)
