@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import pickle
 import re
 import sys
 import textwrap
@@ -222,6 +223,16 @@ def save_checkpoint(path, model, tok, meta, optimizer=None):
                       "checkpoint there is untouched") from None
 
 
+def _load_error(e):
+    """torch.load's complaint in one short line: its own text runs to several, and for a
+    foreign pickle it advises weights_only=False, which would run the file's code."""
+    if isinstance(e, pickle.UnpicklingError):
+        return ("it holds Python objects, not only tensors" if "Unsupported global" in str(e)
+                else "not a file torch.save wrote")
+    line = (str(e).strip().splitlines() or [""])[0]
+    return re.split(r"(?<=\.) ", line)[0][:200]
+
+
 def load_checkpoint(path, device="cpu"):
     """-> (model, tok, meta); meta["optimizer"] holds the optimizer state (or None)."""
     from tokenizers import Tokenizer
@@ -235,7 +246,7 @@ def load_checkpoint(path, device="cpu"):
         ckpt = torch.load(path, map_location="cpu", weights_only=True)  # no code from files
     except Exception as e:
         raise ValueError(f"{path}: not a readable checkpoint (truncated or foreign file?): "
-                         f"{type(e).__name__}: {e}") from None
+                         f"{type(e).__name__}: {_load_error(e)}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise ValueError(f"{path}: not a nano-self-judge checkpoint (a GPT-2 folder loads "
                          "with --init FOLDER instead)")

@@ -310,8 +310,13 @@ class GPT(nn.Module):
             raise FileNotFoundError(f"{path}: no config.json; a GPT-2 folder in the Hugging "
                                     "Face layout holds config.json, model.safetensors (or "
                                     "pytorch_model.bin) and tokenizer.json")
-        with open(cfg_path) as f:
-            hf = json.load(f)
+        try:
+            with open(cfg_path, encoding="utf-8") as f:
+                hf = json.load(f)
+        except ValueError as e:  # not JSON, or not UTF-8: a truncated download, say
+            raise ValueError(f"{cfg_path}: not valid JSON ({e})") from None
+        if not isinstance(hf, dict):
+            raise ValueError(f"{cfg_path}: not a JSON object of GPT-2 settings")
         needed = ["n_layer", "n_head", "n_embd", "n_positions", "vocab_size"]
         missing = [k for k in needed if k not in hf]
         if hf.get("model_type", "gpt2") != "gpt2" or missing:
@@ -358,7 +363,12 @@ def _read_weights(path):
         return read_safetensors(st)
     pt = os.path.join(path, "pytorch_model.bin")
     if os.path.isfile(pt):
-        return torch.load(pt, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(pt, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch's text runs to several lines: keep its first
+            first = (str(e).strip().splitlines() or [""])[0].split(". ")[0]
+            raise ValueError(f"{pt}: not a readable PyTorch weights file (truncated?): "
+                             f"{type(e).__name__}: {first[:200]}") from None
     raise FileNotFoundError(f"{path}: neither model.safetensors nor pytorch_model.bin found")
 
 
@@ -377,7 +387,10 @@ def read_safetensors(file):
     (n,) = struct.unpack("<Q", raw[:8])
     if 8 + n > len(raw):
         raise ValueError(f"{file}: header length {n} runs past the end of the file (truncated?)")
-    header = json.loads(raw[8:8 + n])
+    try:
+        header = json.loads(raw[8:8 + n])
+    except ValueError as e:
+        raise ValueError(f"{file}: its header is not valid JSON ({e})") from None
     data = memoryview(raw)[8 + n:]
     out = {}
     for name, info in header.items():
@@ -386,14 +399,20 @@ def read_safetensors(file):
         begin, end = info["data_offsets"]
         if end > len(data) or info["dtype"] not in _ST_DTYPES:
             raise ValueError(f"{file}: tensor {name!r} is truncated or of unknown dtype")
-        t = torch.frombuffer(bytearray(data[begin:end]), dtype=_ST_DTYPES[info["dtype"]])
-        out[name] = t.reshape(info["shape"])
+        try:
+            t = torch.frombuffer(bytearray(data[begin:end]), dtype=_ST_DTYPES[info["dtype"]])
+            out[name] = t.reshape(info["shape"])
+        except (ValueError, RuntimeError) as e:  # bytes and shape disagree
+            raise ValueError(f"{file}: tensor {name!r} does not match its header ({e})") from None
     return out
 
 
 def main(argv):
     if len(argv) != 1:
         sys.exit("usage: python model.py GPT2_FOLDER (a checkpoint: python common.py CKPT)")
+    if os.path.isfile(argv[0]):
+        sys.exit(f"error: {argv[0]}: a file; python model.py reads a GPT-2 folder (a "
+                 "checkpoint: python common.py CKPT)")
     m = GPT.from_pretrained(argv[0])
     print(m.config, f"\n{m.num_params() / 1e6:.2f}M parameters")
 

@@ -1,0 +1,153 @@
+"""Bad input gets a one-line error that says what is wrong, before any work: each test
+is a case that gave a traceback, a message pointing the wrong way, or exit 0 having done
+nothing. (Flags, checkpoints and the output folder: test_common.py; the loader and the
+oracle: test_data.py.)
+
+    python -m pytest tests/test_bad_input.py -q     (from the repository root; seconds)
+"""
+import gzip
+import json
+import os
+import runpy
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import evaluate
+import jsft
+import judge
+import sample
+import selfjudge
+from conftest import ROOT, write_small_sort
+from data.task import DataError
+
+TINY_JSFT = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=8", "--eval_interval=0",
+             "--eval_prompts=4", "--block_size=256", "--device=cpu"]
+TINY_SJ = ["--max_steps=1", "--batch_size=4", "--eval_interval=1", "--eval_prompts=4",
+           "--max_new_tokens=8", "--cutoff=keep", "--min_confidence=0", "--device=cpu"]
+# 245 numbers: the query fits the 256-token context, its judge prompt does not
+LONG = json.dumps({"prompt": "sort: " + " ".join(["1"] * 245)})
+
+
+@pytest.fixture(scope="module")
+def task_and_ckpt(tmp_path_factory):
+    """A small slice of the sort task and a 2-step JSFT checkpoint (context 256)."""
+    root = tmp_path_factory.mktemp("bad_input")
+    data = write_small_sort(root / "task")
+    jsft.main(["--data", data, "--max_steps=2", "--out_dir", str(root / "jsft")] + TINY_JSFT)
+    return data, str(root / "jsft" / "ckpt.pt")
+
+
+def copy_task(tmp_path, name, line3=None):
+    """A fresh small task; with line3, that text replaces line 3 of NAME.jsonl."""
+    data = write_small_sort(tmp_path / "task")
+    if line3 is not None:
+        path = os.path.join(data, name + ".jsonl")
+        with open(path) as f:
+            lines = f.readlines()
+        lines[2] = line3 + "\n"
+        with open(path, "w") as f:
+            f.writelines(lines)
+    return data
+
+
+def run_as_script(monkeypatch, script, *args):
+    """`python SCRIPT ARGS` in this process -> the message it exits with."""
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_path(os.path.join(ROOT, script), run_name="__main__")
+    return e.value.code
+
+
+# -----------------------------------------------------------------------------
+# checkpoints, run folders, devices
+
+def test_a_missing_checkpoint_or_a_gpt2_folder_is_named(tmp_path):
+    """judge.py --ckpt=GPT2_FOLDER said "checkpoint not found"."""
+    with pytest.raises(FileNotFoundError, match=rf"{tmp_path}/none\.pt: checkpoint not found"):
+        sample.main(["--ckpt", str(tmp_path / "none.pt"), "--device=cpu"])
+    folder = os.path.join(ROOT, "tests", "fixtures", "tiny-gpt2")
+    with pytest.raises(ValueError, match="a folder, not a checkpoint file"):
+        judge.main(["--ckpt", folder, "--device=cpu"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("m", [jsft, selfjudge, judge, sample, evaluate],
+                         ids=lambda m: m.__name__)
+def test_every_script_says_there_is_no_gpu(m, tmp_path):
+    """jsft.py and sample.py printed a driver traceback; selfjudge.py and judge.py called a
+    good checkpoint "not readable (truncated or foreign file?)"."""
+    with pytest.raises(ValueError, match="^--device=cuda: this torch .* sees no CUDA GPU"):
+        m.main(["--device=cuda"] + (["--out_dir", str(tmp_path)] if "out_dir" in m.defaults
+                                    else []))
+
+
+def test_a_checkpoint_is_read_on_the_cpu_whatever_the_device(task_and_ckpt, monkeypatch):
+    """Read onto the asked device, a good checkpoint was "not readable" without a GPU."""
+    from common import load_checkpoint
+    seen, real = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: seen.append(k["map_location"])
+                        or real(*a, **k))
+    model, _, _ = load_checkpoint(task_and_ckpt[1], device="meta")
+    assert seen == ["cpu"] and next(model.parameters()).device.type == "meta"
+
+
+def write_bytes(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("case", ["missing", "truncated", "text", "folder"])
+def test_common_py_on_a_bad_file_exits_with_one_line(task_and_ckpt, tmp_path, monkeypatch,
+                                                     case):
+    """torch's messages run to several lines, and for a foreign pickle advise
+    weights_only=False, which would run the file's code."""
+    with open(task_and_ckpt[1], "rb") as f:
+        good = f.read()
+    path = dict(missing=str(tmp_path / "none.pt"), folder=str(tmp_path),
+                truncated=write_bytes(tmp_path / "t.pt", good[:len(good) // 2]),
+                text=write_bytes(tmp_path / "t.json", b"\n"))[case]
+    msg = run_as_script(monkeypatch, "common.py", path)
+    assert msg.startswith(f"error: {path}: ") and "\n" not in msg and "weights_only" not in msg
+
+
+@pytest.mark.parametrize("case, says", [
+    ("config_cut", "config.json: not valid JSON (Unterminated string"),
+    ("config_list", "config.json: not a JSON object of GPT-2 settings"),
+    ("bin_cut", "pytorch_model.bin: not a readable PyTorch weights file (truncated?)"),
+    ("shape", "model.safetensors: tensor 'transformer.wte.weight' does not match its header"),
+    ("a_file", "ckpt.pt: a file; python model.py reads a GPT-2 folder"),
+])
+def test_model_py_on_a_bad_folder_exits_with_one_line(tmp_path, monkeypatch, case, says):
+    """Each was a traceback (AttributeError, RuntimeError) or a JSON error naming no file."""
+    fix = os.path.join(ROOT, "tests", "fixtures")
+    src = "tiny-gpt2-bin" if case == "bin_cut" else "tiny-gpt2"
+    folder = tmp_path / "gpt2"
+    os.makedirs(folder)
+    for name in os.listdir(os.path.join(fix, src)):
+        with open(os.path.join(fix, src, name), "rb") as f:
+            write_bytes(folder / name, f.read())
+    if case == "config_cut":
+        write_bytes(folder / "config.json", (folder / "config.json").read_bytes()[:30])
+    elif case == "config_list":
+        write_bytes(folder / "config.json", b"[1]")
+    elif case == "bin_cut":
+        cut = (folder / "pytorch_model.bin").read_bytes()[:2000]
+        write_bytes(folder / "pytorch_model.bin", cut)
+    elif case == "shape":  # the header claims twice as many rows as the bytes hold
+        raw = (folder / "model.safetensors").read_bytes()
+        n = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8:8 + n])
+        header["transformer.wte.weight"]["shape"][0] *= 2
+        h = json.dumps(header).encode()
+        write_bytes(folder / "model.safetensors", len(h).to_bytes(8, "little") + h + raw[8 + n:])
+    path = str(folder / "ckpt.pt") if case == "a_file" else str(folder)
+    if case == "a_file":
+        write_bytes(path, b"x")
+    msg = run_as_script(monkeypatch, "model.py", path)
+    assert msg.startswith("error: ") and says in msg and "\n" not in msg
+
+
