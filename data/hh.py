@@ -6,7 +6,8 @@ IN.jsonl (or .jsonl.gz) holds lines {"chosen": "\\n\\nHuman: ...\\n\\nAssistant:
 "rejected": "..."}. The shared text up to and including the last "\\n\\nAssistant:" is
 the prompt (earlier turns stay in it as text); what follows it in each string,
 stripped of surrounding whitespace, is the chosen or the rejected response.
-Lines that do not parse are skipped and counted by reason.
+Lines that do not parse are skipped and counted by reason; an input with no usable line
+is an error, and nothing is written.
 
 Each distinct prompt goes to one split, by a hash of the seed and the prompt (so a
 prompt that occurs twice never lands in two splits):
@@ -21,6 +22,7 @@ import gzip
 import hashlib
 import json
 import os
+import sys
 from collections import Counter
 
 MARK = "\n\nAssistant:"
@@ -56,12 +58,23 @@ def bucket(prompt, seed):
     return int.from_bytes(h[:8], "big") / 2 ** 64
 
 
+def lines_of(f, path):
+    """f's lines; a corrupt or truncated .gz is an OSError naming the file."""
+    try:
+        yield from f
+    except (OSError, EOFError) as e:
+        raise OSError(f"{path}: could not read it ({type(e).__name__}: {e})") from None
+
+
 def convert(in_path, out_dir, test_frac=0.05, prompts_frac=0.10, seed=1337):
-    """Writes the task folder; returns a dict of counts (one per file, plus skipped)."""
+    """Writes the task folder; returns a dict of counts (one per file, plus skipped).
+    An input without one usable pair is a ValueError, and nothing is written."""
+    if not os.path.isfile(in_path):
+        raise FileNotFoundError(f"{in_path}: no such file (pass an HH-RLHF .jsonl or .jsonl.gz)")
     opener = gzip.open if in_path.endswith(".gz") else open
     examples, skipped, first_bad, n_lines = [], Counter(), [], 0
     with opener(in_path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
+        for lineno, raw in enumerate(lines_of(f, in_path), start=1):
             if not raw.strip():
                 continue
             n_lines += 1
@@ -75,6 +88,11 @@ def convert(in_path, out_dir, test_frac=0.05, prompts_frac=0.10, seed=1337):
                     first_bad.append(f"line {lineno}: {got}")
             else:
                 examples.append(got)
+    if not examples:
+        raise ValueError(f"{in_path}: no usable pair in {n_lines} non-blank lines"
+                         + (" (" + ", ".join(f"{n} {why}" for why, n in skipped.most_common())
+                            + "; first: " + "; ".join(first_bad) + ")" if skipped else "")
+                         + f"; nothing written to {out_dir}")
 
     test, prompts, pairs, seen = [], [], [], set()
     for prompt, chosen, rejected in examples:
@@ -115,9 +133,16 @@ def main(argv=None):
     ap.add_argument("--prompts_frac", type=float, default=0.10, help="share for on-policy prompts")
     ap.add_argument("--seed", type=int, default=1337, help="seeds the split")
     args = ap.parse_args(argv)
+    if not (args.test_frac >= 0 and args.prompts_frac >= 0
+            and args.test_frac + args.prompts_frac < 1):
+        ap.error(f"--test_frac={args.test_frac} and --prompts_frac={args.prompts_frac}: each "
+                 "at least 0, and together under 1 (the rest are the training pairs)")
     print(f"in_path={args.in_path} out_dir={args.out_dir} test_frac={args.test_frac} "
           f"prompts_frac={args.prompts_frac} seed={args.seed}")
-    convert(args.in_path, args.out_dir, args.test_frac, args.prompts_frac, args.seed)
+    try:
+        convert(args.in_path, args.out_dir, args.test_frac, args.prompts_frac, args.seed)
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
 
 
 if __name__ == "__main__":

@@ -151,3 +151,36 @@ def test_model_py_on_a_bad_folder_exits_with_one_line(tmp_path, monkeypatch, cas
     assert msg.startswith("error: ") and says in msg and "\n" not in msg
 
 
+# -----------------------------------------------------------------------------
+# the HH-RLHF importer, as a command: the exit code matters
+
+def hh(*args):
+    r = subprocess.run([sys.executable, "-m", "data.hh", *map(str, args)], cwd=ROOT,
+                       capture_output=True, text=True)
+    return r.returncode, r.stderr.strip()
+
+
+def test_hh_import_of_nothing_usable_fails_and_writes_nothing(tmp_path):
+    """Every record bad: exit 0 and an empty task folder. A missing or corrupt input: a
+    traceback."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('nope\n{"chosen": "x"}\n\n')
+    out = tmp_path / "task"
+    code, err = hh(bad, out)
+    assert code == 1 and err == (f"error: {bad}: no usable pair in 2 non-blank lines (1 not "
+                                 "valid JSON, 1 no string field 'rejected'; first: line 1: not "
+                                 "valid JSON; line 2: no string field 'rejected'); nothing "
+                                 f"written to {out}")
+    assert not out.exists()
+    code, err = hh(tmp_path / "none.jsonl", out)
+    assert code == 1 and err == f"error: {tmp_path}/none.jsonl: no such file (pass an HH-RLHF " \
+                                ".jsonl or .jsonl.gz)"
+    cut = tmp_path / "cut.jsonl.gz"
+    whole = gzip.compress(b"".join(b'{"chosen": "%d"}\n' % i for i in range(5000)))
+    cut.write_bytes(whole[:len(whole) // 2])
+    code, err = hh(cut, out)
+    assert code == 1 and err.startswith(f"error: {cut}: could not read it (EOFError")
+    code, err = hh(bad, out, "--test_frac", "0.5", "--prompts_frac", "0.5")
+    assert code == 2 and err.endswith("each at least 0, and together under 1 (the rest are the "
+                                      "training pairs)")
+    assert not out.exists()
