@@ -17,8 +17,8 @@ import torch
 from common import get_device, load_checkpoint, parse_flags
 from data.chat import encode_query, encode_response
 from data.task import fully_right_rate, load_task, mean_score, n_held_out, win_rate
-from judge import (judge_by_principles, judge_orders, position_flips, response_budget,
-                   swap_average, task_principles, tournament)
+from judge import (judge_by_principles, judge_orders, judgeable_prompts, position_flips,
+                   response_budget, swap_average, task_principles, tournament)
 from sample import response_logps, sample_responses
 
 # -----------------------------------------------------------------------------
@@ -37,6 +37,7 @@ defaults = dict(
     max_new_tokens=48,        # response length limit when sampling
     seed=1337,                # seeds sampling and tournament pairing
     device="auto",            # auto: cuda, then mps, then cpu
+    skip_bad_lines=False,     # skip malformed or too long data lines (counted), not stop
 )
 limits = dict(n_prompts="[1, inf)", pairs_per_prompt="[1, inf)", best_of="[0, inf)",
               report_samples="[1, inf)", temperature="[0, inf)", max_new_tokens="[1, inf)")
@@ -383,18 +384,25 @@ def report(cfg, device):
     against sample i: oracle win rate (ties excluded) and tie rate, mean score, fully
     right. The last model also gets self-rejection: its tournament winner per prompt,
     compared with each of the first model's samples."""
-    task = load_task(cfg.data)
+    task = load_task(cfg.data, cfg.skip_bad_lines)
     oracle = task.get_oracle()
     if oracle is None:
         sys.exit(f"error: --report needs {cfg.data}/oracle.py to score responses")
-    prompts = [x["prompt"] for x in task.require("test")][:cfg.n_prompts]
-    n = cfg.report_samples
-    flat_prompts = [p for p in prompts for _ in range(n)]
-    rows, base = [], None
     dirs = [d for d in cfg.report.split(",") if d]
+    missing = [d for d in dirs if not os.path.isfile(os.path.join(d, "ckpt.pt"))]
+    if missing or not dirs:  # before the first model samples for minutes
+        raise FileNotFoundError(f"--report={cfg.report}: " + (
+            f"no ckpt.pt in {', '.join(missing)} (a run folder is a stage's --out_dir)"
+            if missing else "name the run folders, comma-separated"))
+    records, prompts = task.require("test")[:cfg.n_prompts], None
+    n = cfg.report_samples
+    rows, base = [], None
     for d in dirs:
         model, tok, _ = load_checkpoint(os.path.join(d, "ckpt.pt"), device)
         model.eval()
+        if prompts is None:  # with the first model's tokenizer and context
+            prompts = judgeable_prompts(tok, records, model.config.block_size,
+                                        cfg.skip_bad_lines)
         g = torch.Generator(device=device).manual_seed(cfg.seed)
         cands = [[x["text"] for x in s] for s in sample_responses(model, tok, prompts, n,
                                                                   generator=g)]
@@ -405,6 +413,7 @@ def report(cfg, device):
             win = tournament(model, tok, prompts, cands, g, task_principles(task))
             rows.append((f"{os.path.basename(d)} + best-of-{n}",
                          [c[w] for c, w in zip(cands, win) for _ in range(n)]))
+    flat_prompts = [p for p in prompts for _ in range(n)]
     print(f"\n{len(prompts)} held-out prompts ({cfg.data}/test.jsonl) x {n} samples at "
           f"temperature 1; win rate against {rows[0][0]}, ties excluded")
     print(f"{'model':24s} {'win rate':>9s} {'ties':>6s} {'score':>6s} {'fully right':>12s}")
@@ -422,9 +431,10 @@ def main(argv=None):
         return report(cfg, device)
     model, tok, _ = load_checkpoint(cfg.ckpt, device)
     model.eval()
-    task = load_task(cfg.data)
+    task = load_task(cfg.data, cfg.skip_bad_lines)
     g = torch.Generator(device=device).manual_seed(cfg.seed)
-    prompts = [x["prompt"] for x in task.require("test")][:cfg.n_prompts]
+    prompts = judgeable_prompts(tok, task.require("test")[:cfg.n_prompts],
+                                model.config.block_size, cfg.skip_bad_lines)
     if task.oracle is None:
         print(f"no oracle.py in {cfg.data}: oracle metrics skipped")
     if cfg.best_of:

@@ -26,7 +26,7 @@ from common import (autocast, check_vocab, get_device, load_checkpoint, out_dir_
 from data.chat import add_chat_tokens, encode_query, encode_response, load_tokenizer
 from data.task import DataError, check_lengths, load_task, n_held_out, train_tokenizer
 from evaluate import describe_agreement, heldout_judgment, policy_report, verdict
-from judge import DECISIONS, decision_ids, judge_query
+from judge import DECISIONS, decision_ids, judge_query, judgeable_prompts
 from model import GPT, GPTConfig, IGNORE_INDEX
 from sample import pad_right
 
@@ -220,6 +220,12 @@ def init_model(cfg, task, device):
     else:
         model, tok, _ = load_checkpoint(cfg.init)
     check_vocab(tok, model, f"--init={cfg.init}: ")
+    if cfg.judge_ratio > 0:  # the judge answers in one token: name a tokenizer that splits it
+        try:
+            decision_ids(tok)
+        except ValueError as e:
+            source = task.tokenizer_file if cfg.init == "scratch" else cfg.init
+            raise ValueError(f"{source}: {e}") from None
     return model.to(device), tok
 
 
@@ -367,6 +373,10 @@ def main(argv=None):
           f"both orders); judge_ratio {cfg.judge_ratio}")
     if not ex["sft"][0] and not ex["judge"][0]:
         raise DataError(f"{cfg.data}: nothing to train on")
+    # the final report's prompts, checked now: one too long to judge must not cost the run
+    records = (task.test or task.prompts or [])[:cfg.eval_prompts]
+    prompts = (judgeable_prompts(tok, records, model.config.block_size, cfg.skip_bad_lines)
+               if task.oracle is not None else [])
     if cfg.bench:
         return bench(model, opt, cfg, ex["judge"][0], ex["sft"][0], device)
 
@@ -378,8 +388,6 @@ def main(argv=None):
           f"saved {ckpt_path}")
 
     # 4) what stage 2 relies on: a policy below the ceiling and a judge that agrees
-    tests = task.test or task.prompts or []
-    prompts = [x["prompt"] for x in tests][:cfg.eval_prompts]
     r = policy_report(model, tok, task, prompts, cfg.seed, judge=cfg.judge_ratio > 0)
     if r:
         print(f"policy on {len(prompts)} held-out prompts (temperature 1): oracle score "

@@ -15,7 +15,7 @@ import torch
 
 from common import autocast, get_device, load_checkpoint, parse_flags
 from data.chat import encode_query
-from data.task import load_task, principle_text
+from data.task import DataError, check_lengths, load_task, principle_text
 from sample import pad_right
 
 # -----------------------------------------------------------------------------
@@ -27,6 +27,7 @@ defaults = dict(
     a="1 2 3",                # response a
     b="1 3 2",                # response b
     device="auto",            # auto: cuda, then mps, then cpu
+    skip_bad_lines=False,     # skip malformed lines of the task's files (counted)
 )
 
 # -----------------------------------------------------------------------------
@@ -62,7 +63,8 @@ def decision_ids(tok):
             full = tok.encode(prefix + d, add_special_tokens=False).ids
             if full[:-1] != base or len(full) != len(base) + 1:
                 raise ValueError(f"tokenizer: decision {d!r} is not one token after the judge "
-                                 "prompt; the judge needs single-token decisions")
+                                 "prompt; the judge needs single-token decisions (a "
+                                 "pre-tokenizer that adds a prefix space splits them)")
             ids.append(full[-1])
         _decision_cache[key] = (tok, tuple(ids))  # holding tok keeps its id from reuse
     return _decision_cache[key][1]
@@ -71,13 +73,30 @@ def decision_ids(tok):
 def response_budget(tok, contexts, block_size, margin=4):
     """The most tokens a sampled response may have so that a judge prompt holding two of
     them still fits the context. The margin covers re-tokenization inside the prompt
-    (e.g. a leading space)."""
+    (e.g. a leading space). Check a task's prompts first with judgeable_prompts, which
+    names the file and line of one too long."""
+    if not contexts:  # nothing will be judged (offline DPO without held-out prompts)
+        return block_size
     longest = max(len(judge_query(tok, c, "", "")) for c in contexts)
     budget = (block_size - longest - margin) // 2
     if budget < 1:
         raise ValueError(f"a judge prompt for these contexts needs {longest} tokens, leaving "
                          f"no room for responses in the model's context of {block_size}")
     return budget
+
+
+def judgeable_prompts(tok, records, block_size, skip=False, margin=4):
+    """The prompts of records (loaded from a task file) whose judge prompt leaves room for
+    two responses of a token or more, as response_budget needs: one that does not is a
+    DataError naming its file and line, or with skip a warning and the prompt dropped
+    (all of them dropped: a DataError)."""
+    lengths = [len(judge_query(tok, r["prompt"], "", "")) + margin + 2 for r in records]
+    keep = check_lengths(records, lengths, block_size,
+                         "its judge prompt with room for two responses", skip)
+    if records and not keep:
+        raise DataError(f"{records[0]['_file']}: no prompt leaves room for a judgment in the "
+                        f"model's context of {block_size} tokens")
+    return [records[i]["prompt"] for i in keep]
 
 
 # -----------------------------------------------------------------------------
@@ -223,7 +242,7 @@ def main(argv=None):
     device = get_device(cfg.device)
     model, tok, _ = load_checkpoint(cfg.ckpt, device)
     model.eval()
-    principle = task_principles(load_task(cfg.data))[0]
+    principle = task_principles(load_task(cfg.data, cfg.skip_bad_lines))[0]
     ab, ba = judge_orders(model, tok, [cfg.context], [cfg.a], [cfg.b], principle)
     print(f"question: {principle_text(principle)}\ncontext: {cfg.context}\n"
           f"a shown as A: P(\"A\") {ab[0, 0]:.3f}, P(\"B\") {ab[0, 1]:.3f}\n"

@@ -35,7 +35,8 @@ from common import (get_device, load_checkpoint, metrics_log, out_dir_ready, par
 from data.chat import encode_query, encode_response
 from data.task import DataError, load_task, n_held_out
 from evaluate import eval_policy, heldout_logps, step_diagnostics, step_stats
-from judge import judge_by_principles, response_budget, task_principles, tournament
+from judge import (judge_by_principles, judgeable_prompts, response_budget, task_principles,
+                   tournament)
 from model import GPT, GPTConfig
 from sample import response_logps, sample_responses
 
@@ -73,6 +74,7 @@ defaults = dict(
     seed=1337,                 # seeds every sample, pick and pairing: a run repeats exactly
     device="auto",             # auto: cuda, then mps, then cpu
     resume=False,              # continue from out_dir/ckpt.pt
+    skip_bad_lines=False,      # skip malformed or too long data lines (counted), not stop
 )
 limits = dict(mode=("onpolicy", "offpolicy", "offline", "raft"),
               judge=("reference", "current"), loss=("sigmoid", "hinge", "ipo"),
@@ -377,7 +379,7 @@ def main(argv=None):
     cfg = parse_flags(defaults, argv, __file__, limits)
     device = get_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    task = load_task(cfg.data)
+    task = load_task(cfg.data, cfg.skip_bad_lines)
     out_dir_ready(cfg.out_dir)
 
     # 1) the policy, and the frozen reference, which is also the judge
@@ -393,8 +395,10 @@ def main(argv=None):
 
     # 2) prompts (responses must leave room for two of them in a judge prompt), the
     # reference's answers to the held-out prompts, and the pool of the fixed-pair modes
-    prompts = [x["prompt"] for x in task.require("prompts")] if cfg.mode != "offline" else []
-    tests = [x["prompt"] for x in (task.test or [])][:cfg.eval_prompts]
+    block, skip = policy.config.block_size, cfg.skip_bad_lines
+    prompts = (judgeable_prompts(tok, task.require("prompts"), block, skip)
+               if cfg.mode != "offline" else [])
+    tests = judgeable_prompts(tok, (task.test or [])[:cfg.eval_prompts], block, skip)
     n_new = min(cfg.max_new_tokens, response_budget(tok, prompts + tests,
                                                     policy.config.block_size))
     run = SimpleNamespace(cfg=cfg, policy=policy, reference=reference, judge=judge, tok=tok,

@@ -93,8 +93,8 @@ def read_jsonl(path, fields, optional=(), skip_bad_lines=False):
     records, bad = [], []
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
+            try:  # utf-8-sig: a byte-order mark some editors write is not part of line 1
+                text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as e:
                 bad.append(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte {e.start})")
                 continue
@@ -114,7 +114,8 @@ def read_jsonl(path, fields, optional=(), skip_bad_lines=False):
             records.append(rec)
     if bad and not skip_bad_lines:
         more = f" (and {len(bad) - 1} more bad lines)" if len(bad) > 1 else ""
-        raise DataError(bad[0] + more + "; fix the line, or pass skip_bad_lines=True")
+        raise DataError(bad[0] + more + "; fix the line, or pass --skip_bad_lines to drop "
+                        "bad lines (they are counted)")
     if bad:
         print(f"warning: skipped {len(bad)} bad line(s) in {path}: "
               + "; ".join(bad[:MAX_REPORTED]) + (" ..." if len(bad) > MAX_REPORTED else ""))
@@ -287,7 +288,8 @@ def check_lengths(records, lengths, max_len, what="example", skip=False):
            f"({max_len} tokens): " + "; ".join(long[:MAX_REPORTED])
            + (" ..." if len(long) > MAX_REPORTED else ""))
     if not skip:
-        raise DataError(msg + ". Shorten or drop them, or raise the context length")
+        raise DataError(msg + ". Shorten them, drop them with --skip_bad_lines, or use a "
+                        "longer context (jsft.py --block_size, from scratch)")
     print(f"warning: dropped {msg}")
     return keep
 

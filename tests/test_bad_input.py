@@ -62,7 +62,91 @@ def run_as_script(monkeypatch, script, *args):
 
 
 # -----------------------------------------------------------------------------
+# data: prompts too long to judge, bad lines
+
+@pytest.mark.parametrize("script, name", [("selfjudge", "prompts"), ("evaluate", "test"),
+                                          ("jsft", "test")])
+def test_a_prompt_too_long_to_judge_is_refused_naming_its_file_and_line(
+        task_and_ckpt, tmp_path, script, name):
+    """It was "a judge prompt for these contexts needs 263 tokens, leaving no room for
+    responses": no file, no line, and from jsft.py only after training."""
+    data = copy_task(tmp_path, name, LONG)
+    out = str(tmp_path / "out")
+    argv = dict(selfjudge=["--init", task_and_ckpt[1], "--out_dir", out] + TINY_SJ,
+                evaluate=["--ckpt", task_and_ckpt[1], "--n_prompts=4", "--device=cpu"],
+                jsft=["--max_steps=1", "--out_dir", out] + TINY_JSFT)[script]
+    with pytest.raises(DataError, match=rf"{name}\.jsonl:3: its judge prompt with room for two "
+                                        r"responses is 26\d tokens\. .*--skip_bad_lines"):
+        dict(selfjudge=selfjudge, evaluate=evaluate, jsft=jsft)[script].main(
+            ["--data", data] + argv)
+    assert not os.path.exists(os.path.join(out, "ckpt.pt"))
+
+
+def test_skip_bad_lines_drops_a_prompt_too_long_to_judge(task_and_ckpt, tmp_path, capsys):
+    data = copy_task(tmp_path, "prompts", LONG)
+    selfjudge.main(["--data", data, "--init", task_and_ckpt[1], "--out_dir", str(tmp_path / "o"),
+                    "--skip_bad_lines"] + TINY_SJ)
+    assert "prompts.jsonl:3: its judge prompt" in capsys.readouterr().out
+    assert os.path.isfile(tmp_path / "o" / "ckpt.pt")
+    with open(os.path.join(data, "prompts.jsonl"), "w") as f:  # every prompt too long
+        f.write(LONG + "\n" + LONG + "\n")
+    with pytest.raises(DataError, match=r"prompts\.jsonl: no prompt leaves room for a judgment"):
+        selfjudge.main(["--data", data, "--init", task_and_ckpt[1], "--out_dir",
+                        str(tmp_path / "o2"), "--skip_bad_lines"] + TINY_SJ)
+
+
+def test_the_bad_line_advice_names_a_flag_the_script_has(task_and_ckpt, tmp_path, capsys):
+    """read_jsonl told selfjudge.py and evaluate.py users to "pass skip_bad_lines=True",
+    which no script accepted but jsft.py (as --skip_bad_lines)."""
+    for m in (jsft, selfjudge, evaluate, judge):
+        assert "skip_bad_lines" in m.defaults, m.__name__
+    data = copy_task(tmp_path, "test", '{"prompt": ')
+    argv = ["--data", data, "--ckpt", task_and_ckpt[1], "--n_prompts=4", "--device=cpu"]
+    with pytest.raises(DataError, match=r"test\.jsonl:3: not valid JSON .*; fix the line, or "
+                                        "pass --skip_bad_lines to drop bad lines"):
+        evaluate.main(argv)
+    evaluate.main(argv + ["--skip_bad_lines"])
+    assert "skipped 1 bad line(s)" in capsys.readouterr().out
+
+
+def test_offline_dpo_without_held_out_prompts_runs(task_and_ckpt, tmp_path):
+    """response_budget took max() of no prompts: "error: max() arg is an empty sequence"."""
+    data, ckpt = task_and_ckpt
+    selfjudge.main(["--data", data, "--init", ckpt, "--out_dir", str(tmp_path)] + TINY_SJ
+                   + ["--mode=offline", "--eval_prompts=0"])
+    assert os.path.isfile(tmp_path / "ckpt.pt")
+
+
+def test_a_tokenizer_that_splits_the_decision_is_named(tmp_path):
+    """The error said "tokenizer: ..." without saying which file."""
+    data = write_small_sort(tmp_path / "task")
+    path = os.path.join(data, "tokenizer.json")
+    with open(path) as f:
+        j = json.load(f)
+    j["pre_tokenizer"]["add_prefix_space"] = True  # " A" after <|assistant|>: two tokens
+    with open(path, "w") as f:
+        json.dump(j, f)
+    with pytest.raises(ValueError, match=rf"^{path}: tokenizer: decision 'A' is not one token"):
+        jsft.main(["--data", data, "--out_dir", str(tmp_path / "o")] + TINY_JSFT)
+
+
+# -----------------------------------------------------------------------------
 # checkpoints, run folders, devices
+
+def test_report_names_a_missing_run_folder_before_sampling(task_and_ckpt, tmp_path,
+                                                           monkeypatch):
+    """--report sampled every earlier model, minutes each, before "checkpoint not found";
+    --report=, was an IndexError traceback."""
+    def never(*a, **k):
+        raise AssertionError("sampled before checking the run folders")
+    monkeypatch.setattr(evaluate, "sample_responses", never)
+    data, ckpt = task_and_ckpt
+    missing = str(tmp_path / "typo")
+    with pytest.raises(FileNotFoundError, match=rf"no ckpt\.pt in {missing} \(a run folder"):
+        evaluate.main(["--data", data, f"--report={os.path.dirname(ckpt)},{missing}"])
+    with pytest.raises(FileNotFoundError, match="--report=,: name the run folders"):
+        evaluate.main(["--data", data, "--report=,"])
+
 
 def test_a_missing_checkpoint_or_a_gpt2_folder_is_named(tmp_path):
     """judge.py --ckpt=GPT2_FOLDER said "checkpoint not found"."""

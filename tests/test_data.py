@@ -149,6 +149,27 @@ def test_read_jsonl_skip_bad_lines_counts_them(tmp_path, capsys):
     assert "skipped 3 bad line(s)" in out and f"{path}:2: not valid JSON" in out
 
 
+def test_a_byte_order_mark_at_the_start_of_a_file_is_accepted(tmp_path):
+    """Some editors start a UTF-8 file with a byte-order mark: line 1 was "not valid JSON",
+    and the advice, skipping bad lines, threw a valid line away."""
+    plain = write(tmp_path / "pairs.jsonl", [GOOD, GOOD])
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + (tmp_path / "pairs.jsonl").read_bytes())
+    fields = lambda rs: [{k: v for k, v in r.items() if k != "_file"} for r in rs]  # noqa
+    assert fields(read_jsonl(str(bom), PAIR_FIELDS)) == fields(read_jsonl(plain, PAIR_FIELDS))
+    bom.write_bytes((GOOD + "\n\ufeff" + GOOD + "\n").encode())  # not at the start: a bad line
+    with pytest.raises(DataError, match=":2: not valid JSON"):
+        read_jsonl(str(bom), PAIR_FIELDS)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n  \n"])
+def test_an_empty_file_is_an_error_naming_it(tmp_path, text):
+    (tmp_path / "prompts.jsonl").write_text(text)
+    with pytest.raises(DataError, match=rf"prompts\.jsonl: no examples \(needs one JSON object "
+                                        r"a line with prompt\)"):
+        load_task(str(tmp_path))
+
+
 def test_missing_file_and_missing_stage(tmp_path):
     with pytest.raises(DataError, match="no such file.*sft.jsonl"):
         read_jsonl(str(tmp_path / "sft.jsonl"), ("prompt", "response"))
