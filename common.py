@@ -303,11 +303,22 @@ def resume_from(cfg, stage, fixed, device):
 def metrics_log(path, resume_step=0):
     """A function that appends one JSON line per call to a metrics.jsonl. A fresh run
     starts the file anew; a resumed one keeps the lines up to its checkpoint's step, so
-    every step appears once."""
+    every step appears once. A kill mid-write leaves a torn last line, written after the
+    checkpoint: it is dropped."""
     rows = []
     if resume_step and os.path.isfile(path):
         with open(path) as f:
-            rows = [line for line in f if json.loads(line)["step"] <= resume_step]
+            lines = f.readlines()
+        for i, line in enumerate(lines, start=1):
+            try:
+                step = json.loads(line)["step"]
+            except (ValueError, KeyError, TypeError):
+                if i == len(lines):
+                    break
+                raise ValueError(f"{path}:{i}: not a line of metrics; move the file aside to "
+                                 "resume") from None
+            if step <= resume_step:
+                rows.append(line)
     with open(path, "w") as f:
         f.writelines(rows)
 

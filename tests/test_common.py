@@ -176,3 +176,15 @@ def test_metrics_log_keeps_each_step_once_after_a_resume(tmp_path):
         assert [json.loads(x)["step"] for x in f] == list(range(10))
     metrics_log(path)  # a fresh run starts the file anew
     assert os.path.getsize(path) == 0
+
+
+def test_resume_drops_a_metrics_line_torn_by_a_kill(tmp_path):
+    """A kill in the middle of a metrics write left half a line, and --resume died on it
+    with a JSON error naming no file."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')
+    metrics_log(str(path), resume_step=2)(dict(step=3))
+    assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [1, 2, 3]
+    path.write_text('{"step": 1}\nnot json\n{"step": 2}\n')  # not a torn write: say where
+    with pytest.raises(ValueError, match=rf"^{path}:2: not a line of metrics"):
+        metrics_log(str(path), resume_step=2)
