@@ -197,6 +197,12 @@ class GPT(nn.Module):
         if config.gelu not in ("tanh", "exact"):
             raise ValueError(f"gelu={config.gelu!r}: GELU is 'tanh' (GPT-2's approximation) "
                              "or 'exact'")
+        if config.n_embd % config.n_head:  # an assert deep inside attention before
+            raise ValueError(f"n_embd={config.n_embd} is not a multiple of n_head="
+                             f"{config.n_head}: each head takes n_embd / n_head channels")
+        if config.pos == "rope" and config.n_embd // config.n_head % 2:
+            raise ValueError(f"pos='rope' turns channel pairs: n_embd / n_head = "
+                             f"{config.n_embd // config.n_head} must be even")
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
@@ -329,7 +335,10 @@ class GPT(nn.Module):
         config = GPTConfig(vocab_size=hf["vocab_size"], block_size=hf["n_positions"],
                            n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=hf["n_embd"],
                            dropout=0.0, bias=True, lora_rank=lora_rank, lora_alpha=lora_alpha)
-        model = cls(config)
+        try:
+            model = cls(config)
+        except ValueError as e:
+            raise ValueError(f"{cfg_path}: {e}") from None
         sd_hf = _read_weights(path)
         sd = model.state_dict()
         transposed = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",

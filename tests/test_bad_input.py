@@ -117,6 +117,19 @@ def test_offline_dpo_without_held_out_prompts_runs(task_and_ckpt, tmp_path):
     assert os.path.isfile(tmp_path / "ckpt.pt")
 
 
+@pytest.mark.parametrize("shape, says", [
+    (["--n_embd=30", "--n_head=4"], "n_embd=30 is not a multiple of n_head=4"),
+    (["--n_embd=36", "--n_head=4"], "n_embd / n_head = 9 must be even"),
+])
+def test_a_model_shape_that_cannot_be_built_is_refused_before_training(tmp_path, shape, says):
+    """An AssertionError from inside the attention layer, or a RuntimeError of mismatched
+    tensor sizes from the rotary embedding at the first step."""
+    data = write_small_sort(tmp_path / "task")
+    with pytest.raises(ValueError, match=says):
+        jsft.main(["--data", data, "--out_dir", str(tmp_path / "o")] + TINY_JSFT + shape)
+    assert not os.path.exists(tmp_path / "o")
+
+
 def test_a_tokenizer_that_splits_the_decision_is_named(tmp_path):
     """The error said "tokenizer: ..." without saying which file."""
     data = write_small_sort(tmp_path / "task")
@@ -204,6 +217,7 @@ def test_common_py_on_a_bad_file_exits_with_one_line(task_and_ckpt, tmp_path, mo
     ("bin_cut", "pytorch_model.bin: not a readable PyTorch weights file (truncated?)"),
     ("shape", "model.safetensors: tensor 'transformer.wte.weight' does not match its header"),
     ("a_file", "ckpt.pt: a file; python model.py reads a GPT-2 folder"),
+    ("heads", "config.json: n_embd=32 is not a multiple of n_head=5"),
 ])
 def test_model_py_on_a_bad_folder_exits_with_one_line(tmp_path, monkeypatch, case, says):
     """Each was a traceback (AttributeError, RuntimeError) or a JSON error naming no file."""
@@ -216,6 +230,9 @@ def test_model_py_on_a_bad_folder_exits_with_one_line(tmp_path, monkeypatch, cas
             write_bytes(folder / name, f.read())
     if case == "config_cut":
         write_bytes(folder / "config.json", (folder / "config.json").read_bytes()[:30])
+    elif case == "heads":
+        config = json.loads((folder / "config.json").read_text())
+        write_bytes(folder / "config.json", json.dumps(dict(config, n_head=5)).encode())
     elif case == "config_list":
         write_bytes(folder / "config.json", b"[1]")
     elif case == "bin_cut":
