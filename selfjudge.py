@@ -295,7 +295,7 @@ def with_lora(model, rank, alpha):
 def load_models(cfg, device):
     """-> (policy, ref, tok, step, optimizer state): the reference (None under LoRA) from
     --init, the policy from --init or, with --resume, from out_dir's last checkpoint."""
-    if not os.path.isfile(cfg.init):
+    if not os.path.exists(cfg.init):  # (a folder: load_checkpoint says what it is)
         raise FileNotFoundError(f"--init={cfg.init}: no checkpoint there; train the JSFT "
                                 "model first (python jsft.py) or point --init at one")
     ref, tok, meta = load_checkpoint(cfg.init, device)
