@@ -203,7 +203,10 @@ def tournament(model, tok, contexts, candidates, generator=None, principles=None
         matches = []  # (context index, i, j)
         for k, a in enumerate(alive):
             if len(a) > 1:
-                order = torch.randperm(len(a), generator=generator).tolist()
+                # drawn on the generator's own device: randperm fills a CPU tensor by
+                # default, and a CUDA generator cannot fill one (the sampling generator)
+                device = generator.device if generator is not None else None
+                order = torch.randperm(len(a), generator=generator, device=device).tolist()
                 a[:] = [a[o] for o in order]
                 matches += [(k, a[m], a[m + 1]) for m in range(0, len(a) - 1, 2)]
         p = judge_fn([contexts[k] for k, _, _ in matches],
