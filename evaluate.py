@@ -15,9 +15,10 @@ import torch
 
 from common import get_device, load_checkpoint, parse_flags
 from data.chat import encode_query, encode_response
-from data.task import fully_right_rate, load_task, mean_score, n_held_out, win_rate
-from judge import (judge_by_principles, judge_orders, judge_prob, position_flips,
-                   response_budget, swap_average, task_principles, tournament)
+from data.task import (check_lengths, fully_right_rate, load_task, mean_score, n_held_out,
+                       win_rate)
+from judge import (fit_prompts, judge_by_principles, judge_orders, judge_prob, position_flips,
+                   swap_average, task_principles, tournament)
 from sample import response_logps, sample_responses
 
 # -----------------------------------------------------------------------------
@@ -50,11 +51,13 @@ def rate(flags, among):
 # the judge against the oracle, on the policy's own samples
 
 def own_pairs(model, tok, prompts, oracle, pairs_per_prompt, generator=None, temperature=1.0,
-              max_new_tokens=48):
+              max_new_tokens=48, principles=(None,)):
     """2k samples per prompt from the model, in k disjoint pairs, with oracle scores: a
-    list of (prompt, a, b, score a, score b, best score among the prompt's 2k samples)."""
+    list of (prompt, a, b, score a, score b, best score among the prompt's 2k samples).
+    Prompts too long to judge two responses are dropped (judge.fit_prompts)."""
     k = pairs_per_prompt
-    n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
+    prompts, n_new = fit_prompts(tok, prompts, model.config.block_size, max_new_tokens,
+                                 principles, "held-out prompts")
     samples = sample_responses(model, tok, prompts, 2 * k, n_new, temperature,
                                generator=generator)
     rows = []
@@ -104,7 +107,7 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
         raise ValueError(f"pairs_per_prompt={pairs_per_prompt}: judge at least one pair "
                          "per prompt")
     rows = own_pairs(model, tok, prompts, oracle, pairs_per_prompt, generator, temperature,
-                     max_new_tokens)
+                     max_new_tokens, (principle,))
     c, a, b, sa, sb, best = (list(x) for x in zip(*rows))
     ab, ba = judge_orders(model, tok, c, a, b, principle)
     return agreement_metrics(ab, ba, torch.tensor(sa), torch.tensor(sb), torch.tensor(best),
@@ -130,10 +133,13 @@ def describe_agreement(r):
 
 
 def pair_agreement(model, tok, pairs):
-    """Agreement with the task's labels: P(chosen better) > 0.5, chosen shown as A or B."""
+    """Agreement with the task's labels: P(chosen better) > 0.5, chosen shown as A or B,
+    on the pairs the judge could read -> (agreement, pairs read). A pair whose judge prompt
+    does not fit the context is undecided (exactly 0.5): left out, not counted as wrong."""
     p = judge_prob(model, tok, [x["prompt"] for x in pairs], [x["chosen"] for x in pairs],
                    [x["rejected"] for x in pairs], [x.get("principle") for x in pairs])
-    return (p > 0.5).float().mean().item()
+    read = p != 0.5
+    return rate(p > 0.5, read), int(read.sum())
 
 
 def held_out_pairs(task):
@@ -149,8 +155,10 @@ def best_of_n(model, tok, prompts, oracle, max_n=16, generator=None, temperature
     """Self-rejection: max_n samples per prompt once; for N = 1, 2, 4, ... the tournament
     winner among the first N, scored by the oracle. Returns {N: (winners' scores, best
     scores)}, one score per prompt each: the best is the oracle's own pick of the N, the
-    most any judge could reach with those samples."""
-    n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
+    most any judge could reach with those samples. Prompts too long to judge two responses
+    are dropped (judge.fit_prompts)."""
+    prompts, n_new = fit_prompts(tok, prompts, model.config.block_size, max_new_tokens,
+                                 principles, "held-out prompts")
     samples = sample_responses(model, tok, prompts, max_n, n_new, temperature,
                                generator=generator)
     texts = [[s["text"] for s in row] for row in samples]
@@ -217,7 +225,8 @@ def heldout_logps(tok, task, ref, block_size, device):
     q = [encode_query(tok, r["prompt"]) for r in rows]
     c = [encode_response(tok, r["chosen"]) for r in rows]
     w = [encode_response(tok, r["rejected"]) for r in rows]
-    keep = [i for i in range(len(rows)) if len(q[i]) + max(len(c[i]), len(w[i])) <= block_size]
+    keep = check_lengths(rows, [len(q[i]) + max(len(c[i]), len(w[i])) for i in range(len(rows))],
+                         block_size, "held-out pair's prompt + longer response", skip=True)
     if not keep:
         return None
     queries = [q[i] for i in keep] * 2
@@ -336,27 +345,30 @@ def report(cfg, device):
     right. The last model also gets self-rejection: its tournament winner per prompt,
     compared with each of the first model's samples."""
     task = load_task(cfg.data)
-    oracle = task.get_oracle()
+    oracle, principles = task.get_oracle(), task_principles(task)
     if oracle is None:
         sys.exit(f"error: --report needs {cfg.data}/oracle.py to score responses")
     prompts = [x["prompt"] for x in task.require("test")][:cfg.n_prompts]
     n = cfg.report_samples
-    flat_prompts = [p for p in prompts for _ in range(n)]
-    rows, base = [], None
+    rows, base, n_new = [], None, None
     dirs = [d for d in cfg.report.split(",") if d]
     for d in dirs:
         model, tok, _ = load_checkpoint(os.path.join(d, "ckpt.pt"), device)
         model.eval()
+        if n_new is None:  # the prompts every model answers: those the judge can read
+            prompts, n_new = fit_prompts(tok, prompts, model.config.block_size,
+                                         cfg.max_new_tokens, principles, "held-out prompts")
         g = torch.Generator(device=device).manual_seed(cfg.seed)
         cands = [[x["text"] for x in s] for s in sample_responses(model, tok, prompts, n,
-                                                                  generator=g)]
+                                                                  n_new, generator=g)]
         texts = [t for c in cands for t in c]
         base = texts if base is None else base
         rows.append((os.path.basename(d), texts))
         if d == dirs[-1] and n > 1:
-            win = tournament(model, tok, prompts, cands, g, task_principles(task))
+            win = tournament(model, tok, prompts, cands, g, principles)
             rows.append((f"{os.path.basename(d)} + best-of-{n}",
                          [c[w] for c, w in zip(cands, win) for _ in range(n)]))
+    flat_prompts = [p for p in prompts for _ in range(n)]
     print(f"\n{len(prompts)} held-out prompts ({cfg.data}/test.jsonl) x {n} samples at "
           f"temperature 1; win rate against {rows[0][0]}, ties excluded")
     print(f"{'model':24s} {'win rate':>9s} {'ties':>6s} {'score':>6s} {'fully right':>12s}")
@@ -384,7 +396,7 @@ def main(argv=None):
             sys.exit("error: --best_of needs the task's oracle.py to score the winners")
         table = best_of_n(model, tok, prompts, task.oracle, cfg.best_of, g, cfg.temperature,
                           cfg.max_new_tokens, task_principles(task))
-        print(f"self-rejection on {len(prompts)} held-out prompts: the oracle's mean score "
+        print(f"self-rejection on {len(table[1][0])} held-out prompts: the oracle's mean score "
               "of the tournament winner, its change from the previous N (+- a paired "
               "standard error), and the oracle's own pick of the same N samples (the "
               "ceiling):")
@@ -392,8 +404,9 @@ def main(argv=None):
         return
     held = held_out_pairs(task)
     if held:
-        print(f"agreement with the task's labels on {len(held)} held-out pairs: "
-              f"{pair_agreement(model, tok, held):.1%}")
+        agree, n = pair_agreement(model, tok, held)
+        print(f"agreement with the task's labels on {n} held-out pairs: {agree:.1%}"
+              + (f" ({len(held) - n} more too long to judge)" if n < len(held) else ""))
     if task.oracle is not None:
         r = onpolicy_agreement(model, tok, prompts, task.oracle, g, cfg.temperature,
                                cfg.max_new_tokens, task_principles(task)[0],

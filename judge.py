@@ -68,16 +68,38 @@ def decision_ids(tok):
     return _decision_cache[key][1]
 
 
-def response_budget(tok, contexts, block_size, margin=4):
-    """The most tokens a sampled response may have so that a judge prompt holding two of
-    them still fits the context. The margin covers re-tokenization inside the prompt
-    (e.g. a leading space)."""
-    longest = max(len(judge_query(tok, c, "", "")) for c in contexts)
-    budget = (block_size - longest - margin) // 2
-    if budget < 1:
-        raise ValueError(f"a judge prompt for these contexts needs {longest} tokens, leaving "
-                         f"no room for responses in the model's context of {block_size}")
-    return budget
+def response_room(tok, context, block_size, principles=(None,), margin=4):
+    """The most tokens a response may have so that a judge prompt for `context` holding two
+    of them fits the context, under the longest of the principles' questions. The margin
+    covers re-tokenization inside the prompt (e.g. a leading space)."""
+    longest = max(len(judge_query(tok, context, "", "", p)) for p in principles)
+    return (block_size - longest - margin) // 2
+
+
+def fit_prompts(tok, prompts, block_size, max_new_tokens, principles=(None,), what="prompts"):
+    """Long prompts, decided in one place: -> (the prompts kept, n_new). Responses get
+    max_new_tokens tokens, and a prompt whose judge prompt cannot hold two of them is
+    dropped, with a count: one long prompt must not shorten every response. When no prompt
+    can hold them (a context smaller than max_new_tokens assumes), responses get what the
+    longest prompt with any room leaves, and only prompts with none are dropped. Never
+    cut: a cut context asks another question, and a cut response is another answer."""
+    if not prompts:
+        return [], max_new_tokens
+    rooms = [response_room(tok, c, block_size, principles) for c in prompts]
+    if max(rooms) >= max_new_tokens:
+        n_new = max_new_tokens
+    else:
+        n_new = min((r for r in rooms if r >= 1), default=0)
+    if n_new < 1:
+        raise ValueError(f"all {len(prompts)} {what} are too long to judge: a judge prompt "
+                         "leaves no room for two responses in the model's context of "
+                         f"{block_size} tokens")
+    kept = [c for c, room in zip(prompts, rooms) if room >= n_new]
+    if len(kept) < len(prompts):
+        print(f"warning: dropped {len(prompts) - len(kept)} of {len(prompts)} {what}: a "
+              f"judge prompt holding two responses of {n_new} tokens would not fit the "
+              f"context ({block_size} tokens)")
+    return kept, n_new
 
 
 # -----------------------------------------------------------------------------

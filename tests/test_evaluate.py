@@ -40,8 +40,8 @@ def test_best_of_n_scores_the_winner_among_the_first_n_samples(tok, tiny_judge, 
                                                     for row in texts]
     monkeypatch.setattr(evaluate, "sample_responses", fake)
     oracle = load_oracle(SORT)  # 1.0 only for the sorted list
-    table = evaluate.best_of_n(tiny_judge, tok, CONTEXTS, oracle, max_n=4,
-                            generator=torch.Generator().manual_seed(0))
+    table = evaluate.best_of_n(tiny_judge, tok, CONTEXTS, oracle, max_n=4, max_new_tokens=8,
+                               generator=torch.Generator().manual_seed(0))
     assert list(table) == [1, 2, 4]
     won1, best1 = table[1]
     assert won1 == best1 == [oracle(c, row[0]) for c, row in zip(CONTEXTS, texts)]
@@ -126,7 +126,7 @@ def test_position_flips_are_counted_on_the_scored_pairs_not_on_identical_ones(mo
     pairs = [("1 2", "1 2"), ("1 2", "2 1"), ("3", "3"), ("2 1", "1 2")]
     fake = [[dict(text=a), dict(text=b)] for a, b in pairs]
     monkeypatch.setattr(evaluate, "sample_responses", lambda *a, **k: fake)
-    monkeypatch.setattr(evaluate, "response_budget", lambda *a, **k: 8)
+    monkeypatch.setattr(evaluate, "fit_prompts", lambda tok, prompts, *a, **k: (prompts, 8))
     oracle = lambda p, r: float(r == "1 2")  # noqa: E731
 
     def judged(biased):
@@ -164,7 +164,7 @@ def test_agreement_is_split_between_pairs_holding_the_best_sample_and_the_rest(m
     answer, else the longer one: right on the best-holding pair, wrong on the other."""
     fake = [[dict(text=t) for t in ("1 2 3", "2 1 3", "3 2 1", "1")]]  # 2 pairs, 1 prompt
     monkeypatch.setattr(evaluate, "sample_responses", lambda *a, **k: fake * 2)
-    monkeypatch.setattr(evaluate, "response_budget", lambda *a, **k: 8)
+    monkeypatch.setattr(evaluate, "fit_prompts", lambda tok, prompts, *a, **k: (prompts, 8))
     oracle = {"1 2 3": 1.0, "2 1 3": 0.67, "3 2 1": 0.33, "1": 0.5}
 
     def orders(model, tok, contexts, a, b, principle=None):

@@ -12,7 +12,9 @@ import torch
 import evaluate
 import jsft
 import selfjudge
-from conftest import write_small_sort
+from conftest import SORT, write_small_sort
+from data.chat import load_tokenizer
+from judge import fit_prompts, response_room
 
 # a tiny JSFT model and a two-step self-training run, on any device
 TINY_JSFT = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=8", "--max_steps=2",
@@ -72,8 +74,8 @@ def draws(monkeypatch):
                 seen.append(name)
                 asked = getattr(generator, "asked", None)
                 if name == "multinomial":  # from probabilities on the compute device
-                    assert asked is not None, \
-                        "sampling with a CPU generator: on a GPU the probabilities are not on the CPU"
+                    assert asked is not None, ("sampling with a CPU generator: on a GPU the "
+                                               "probabilities are not on the CPU")
                 else:  # a fresh tensor, on the CPU unless device= says otherwise
                     where = torch.device(kw.get("device") or "cpu")
                     placed = kw.get("device") is not None
@@ -111,3 +113,22 @@ def accelerators():
 def test_whole_pipeline_on_an_accelerator(tmp_path, draws, device):
     run_pipeline(tmp_path, device)
     assert {"randperm", "randint", "multinomial"} <= set(draws)
+
+
+# -----------------------------------------------------------------------------
+# long prompts
+
+def test_long_prompts_are_dropped_with_a_count_and_do_not_shorten_the_rest(capsys):
+    """One prompt too long for two responses of --max_new_tokens beside it used to shrink
+    every response to what it left room for (or, past the context, stop the run): on HH
+    one 900-token dialogue cut every response to a few tokens. Now it is dropped and
+    counted, and the rest keep their length; a setting that no prompt can hold shrinks
+    the responses as before, dropping only prompts with no room at all."""
+    tok = load_tokenizer(SORT)
+    short, long = "sort: 1 2", "sort: " + " ".join("9" * 150)
+    kept, n_new = fit_prompts(tok, [short, long, short], 128, 40)
+    assert kept == [short, short] and n_new == 40
+    assert "dropped 1 of 3 prompts" in capsys.readouterr().out
+    mid = "sort: 1 2 3 4 5 6"
+    kept, n_new = fit_prompts(tok, [short, mid, long], 128, 100)
+    assert kept == [short, mid] and n_new == response_room(tok, mid, 128) < 100
