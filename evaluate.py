@@ -7,6 +7,10 @@ ever called here: nothing it says reaches training.
     python evaluate.py                         # the judge: held-out labels and own pairs
     python evaluate.py --best_of=16            # self-rejection: tournament best-of-N curve
     python evaluate.py --report=out/jsft,out/dpo,out/selfjudge   # the results table
+
+A task without oracle.py (HH-RLHF) gets the table from a judge instead: by default the
+first folder's model, JSFT, which the others were trained to please, so it is labelled
+self-judged; --judge_ckpt names another judge.
 """
 import os
 import sys
@@ -33,6 +37,8 @@ defaults = dict(
                               # JSFT, is what every row is compared with)
     report_samples=8,         # samples per prompt in the table; the last model also gets
                               # a best-of-this row by its own tournament
+    judge_ckpt="",            # --report: a judge for the rows (without oracle.py, the
+                              # default is the first folder's model: a self-judged table)
     temperature=1.0,          # sampling temperature for every measurement
     max_new_tokens=48,        # response length limit when sampling
     seed=1337,                # seeds sampling and tournament pairing
@@ -343,11 +349,10 @@ def report(cfg, device):
     (temperature 1); each row compares them with the first folder's (JSFT), sample i
     against sample i: oracle win rate (ties excluded) and tie rate, mean score, fully
     right. The last model also gets self-rejection: its tournament winner per prompt,
-    compared with each of the first model's samples."""
+    compared with each of the first model's samples. Without an oracle (or with
+    --judge_ckpt) the rows are judged instead (judged_table)."""
     task = load_task(cfg.data)
     oracle, principles = task.get_oracle(), task_principles(task)
-    if oracle is None:
-        sys.exit(f"error: --report needs {cfg.data}/oracle.py to score responses")
     prompts = [x["prompt"] for x in task.require("test")][:cfg.n_prompts]
     n = cfg.report_samples
     rows, base, n_new = [], None, None
@@ -371,12 +376,38 @@ def report(cfg, device):
     flat_prompts = [p for p in prompts for _ in range(n)]
     print(f"\n{len(prompts)} held-out prompts ({cfg.data}/test.jsonl) x {n} samples at "
           f"temperature 1; win rate against {rows[0][0]}, ties excluded")
-    print(f"{'model':24s} {'win rate':>9s} {'ties':>6s} {'score':>6s} {'fully right':>12s}")
+    if oracle is not None:
+        print(f"{'model':24s} {'win rate':>9s} {'ties':>6s} {'score':>6s} {'fully right':>12s}")
+        for name, texts in rows:
+            w = win_rate(oracle, flat_prompts, texts, base)
+            print(f"{name:24s} {w['win_rate']:9.1%} {w['tie_rate']:6.1%} "
+                  f"{mean_score(oracle, flat_prompts, texts):6.3f} "
+                  f"{fully_right_rate(oracle, flat_prompts, texts):12.1%}")
+    if oracle is None or cfg.judge_ckpt:
+        judged_table(cfg.judge_ckpt or os.path.join(dirs[0], "ckpt.pt"), not cfg.judge_ckpt,
+                     flat_prompts, rows, principles, device)
+
+
+def judged_table(judge_ckpt, self_judged, prompts, rows, principles, device):
+    """The results table with a judge in the oracle's place: each row's samples against
+    the first row's, sample i against sample i, both orders averaged. A win is P(row's
+    better) > 0.5; a tie is exactly 0.5 (identical responses, or too long to judge).
+    self_judged: the judge is the first row's own model (JSFT), which the other rows were
+    trained to please, so the table is labelled as no independent evaluation."""
+    judge, tok, _ = load_checkpoint(judge_ckpt, device)
+    judge.eval()
+    who = (f"SELF-JUDGED by {rows[0][0]}, the model the others were trained from and to "
+           "please: not an independent evaluation" if self_judged else "a user-supplied judge")
+    lines = []
     for name, texts in rows:
-        w = win_rate(oracle, flat_prompts, texts, base)
-        print(f"{name:24s} {w['win_rate']:9.1%} {w['tie_rate']:6.1%} "
-              f"{mean_score(oracle, flat_prompts, texts):6.3f} "
-              f"{fully_right_rate(oracle, flat_prompts, texts):12.1%}")
+        p, _ = judge_by_principles(judge, tok, prompts, texts, rows[0][1], principles)
+        win, loss = int((p > 0.5).sum()), int((p < 0.5).sum())
+        length = sum(len(tok.encode(t).ids) for t in texts) / len(texts)
+        lines.append(f"{name:24s} {win / (win + loss) if win + loss else 0.5:16.1%} "
+                     f"{1 - (win + loss) / len(texts):6.1%} {length:12.1f}")
+    print(f"judge {judge_ckpt} ({who})")
+    print(f"{'model':24s} {'judged win rate':>16s} {'ties':>6s} {'mean tokens':>12s}")
+    print("\n".join(lines))
 
 
 def main(argv=None):

@@ -4,17 +4,24 @@ against one; and the real-model recipe (a GPT-2 folder on HH-RLHF data), no orac
 
     python -m pytest tests/test_pipeline.py -q     (from the repository root; ~15 s on a CPU)
 """
+import gzip
+import json
 import os
+import re
 
 import pytest
 import torch
+from tokenizers import Tokenizer
 
 import evaluate
 import jsft
 import selfjudge
+from common import load_checkpoint
 from conftest import SORT, write_small_sort
-from data.chat import load_tokenizer
-from judge import fit_prompts, response_room
+from data import hh
+from data.chat import add_chat_tokens, load_tokenizer
+from data.task import DataError
+from judge import decision_ids, fit_prompts, judge_query, response_room
 
 # a tiny JSFT model and a two-step self-training run, on any device
 TINY_JSFT = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=8", "--max_steps=2",
@@ -116,7 +123,111 @@ def test_whole_pipeline_on_an_accelerator(tmp_path, draws, device):
 
 
 # -----------------------------------------------------------------------------
-# long prompts
+# the real-model recipe: a GPT-2 folder on HH-RLHF, no oracle anywhere
+
+GPT2 = os.path.join(os.path.dirname(__file__), "fixtures", "tiny-gpt2")  # context 64
+TEST_FRAC, PROMPTS_FRAC = 0.2, 0.3  # a tiny file needs larger held-out splits
+
+
+def hh_line(turns, chosen, rejected):
+    prompt = "".join(f"\n\nHuman: {h}\n\nAssistant:" + (f" {a}" if a else "")
+                     for h, a in turns)
+    return json.dumps({"chosen": f"{prompt} {chosen}", "rejected": f"{prompt} {rejected}"})
+
+
+def write_hh(path):
+    """A hand-made HH-RLHF file: 48 short dialogues, a line that does not parse, and one
+    long dialogue for each split (test, prompts, pairs), too long for a 64-token context.
+    Returns the long prompts by split."""
+    good, bad = ["Hello!", "Sure.", "Yes.", "Hi!"], ["No.", "Go away", "Meh", "Ugh"]
+    lines = [hh_line([(f"hi {i}", None)], good[i % 4], bad[(i // 4) % 4]) for i in range(48)]
+    lines.append("{not json")
+    long, i = {}, 0
+    while len(long) < 3:  # one long dialogue per split, as data.hh's hash sends it
+        turns = [(f"tell me a long story {i}", "Once upon a time, a judge"), ("and then?", None)]
+        prompt = "".join(f"\n\nHuman: {h}\n\nAssistant:" + (f" {a}" if a else "")
+                         for h, a in turns)
+        u = hh.bucket(prompt, 1337)
+        split = "test" if u < TEST_FRAC else "prompts" if u < TEST_FRAC + PROMPTS_FRAC else "pairs"
+        if split not in long:
+            long[split] = prompt
+            lines.append(hh_line(turns, "It was fine.", "No."))
+        i += 1
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return long
+
+
+def test_real_model_recipe_runs_every_stage_without_an_oracle(tmp_path, capsys):
+    """README, "Real models": import HH-RLHF, JSFT from a GPT-2 folder (its tokenizer plus
+    the chat tokens, the embedding resized), SELF-JUDGE, the DPO baseline, RAFT, the judge
+    on held-out labels, and the results table, self-judged: no oracle.py anywhere. A
+    dialogue too long for the context is kept whole by the import, then dropped with a
+    count where it would enter the model: a JSFT example (an error naming the line
+    unless --skip_bad_lines), a self-training or test prompt, an offline DPO pair."""
+    long = write_hh(tmp_path / "train.jsonl.gz")
+    task = str(tmp_path / "hh")
+    hh.main([str(tmp_path / "train.jsonl.gz"), task, "--test_frac", str(TEST_FRAC),
+             "--prompts_frac", str(PROMPTS_FRAC)])
+    assert not os.path.exists(os.path.join(task, "oracle.py"))
+    for split, prompt in long.items():  # imported whole
+        with open(os.path.join(task, split + ".jsonl")) as f:
+            assert prompt in [json.loads(line)["prompt"] for line in f]
+    capsys.readouterr()
+
+    # JSFT from the GPT-2 folder
+    out = lambda name: str(tmp_path / name)  # noqa: E731
+    flags = ["--data", task, "--init", GPT2, "--max_steps=2", "--batch_size=4",
+             "--eval_interval=0", "--device=cpu"]
+    with pytest.raises(DataError, match=r"sft\.jsonl:\d+: prompt \+ response is \d+ tokens"):
+        jsft.main(flags + ["--out_dir", out("refused")])
+    jsft.main(flags + ["--out_dir", out("jsft"), "--skip_bad_lines"])
+    said = capsys.readouterr().out
+    assert "vocab 303" in said  # GPT-2's 300 tokens + the 3 chat tokens
+    assert re.search(r"dropped 1 of .*sft\.jsonl:\d+: prompt \+ response", said)
+    assert re.search(r"dropped 1 of .*pairs\.jsonl:\d+: judge prompt \+ decision", said)
+    ckpt = os.path.join(out("jsft"), "ckpt.pt")
+    model, tok, _ = load_checkpoint(ckpt)
+    assert model.config.block_size == 64 and decision_ids(tok) == (32, 33)
+
+    # self-training, the DPO baseline, and rejection-sampling fine-tuning
+    sj = ["--data", task, "--init", ckpt, "--max_steps=2", "--batch_size=4", "--max_new_tokens=4",
+          "--eval_interval=1", "--min_confidence=0", "--cutoff=keep", "--device=cpu"]
+    for mode in ("onpolicy", "offline", "raft"):
+        selfjudge.main(sj + [f"--mode={mode}", "--out_dir", out(mode)])
+        said = capsys.readouterr().out
+        if mode == "offline":  # the long pair of pairs.jsonl
+            assert "dropped 1 of" in said and "prompt + longer response" in said
+        else:  # the long prompt of prompts.jsonl
+            assert re.search(r"dropped 1 of \d+ prompts of prompts.jsonl", said)
+        assert re.search(r"dropped 1 of \d+ test prompts", said)
+        assert load_checkpoint(os.path.join(out(mode), "ckpt.pt"))[2]["step"] == 2
+
+    # the judge on held-out labels, and the results table: self-judged
+    evaluate.main(["--data", task, "--ckpt", ckpt, "--device=cpu"])
+    assert "agreement with the task's labels" in capsys.readouterr().out
+    evaluate.main(["--data", task, "--report", ",".join(out(d) for d in ("jsft", "offline",
+                                                                         "onpolicy")),
+                   "--report_samples=2", "--max_new_tokens=4", "--device=cpu"])
+    said = capsys.readouterr().out
+    assert re.search(r"dropped 1 of \d+ held-out prompts", said)  # the long test prompt
+    assert "SELF-JUDGED by jsft" in said and "not an independent evaluation" in said
+    table = said[said.index("judged win rate"):].splitlines()[1:]
+    assert [row.split()[0] for row in table] == ["jsft", "offline", "onpolicy", "onpolicy"]
+    assert table[0].split()[1:3] == ["50.0%", "100.0%"]  # JSFT against itself: all ties
+
+
+def test_gpt2_tokenizer_gives_single_token_decisions_and_keeps_its_ids():
+    """GPT-2's own tokenizer (50257 tokens) with the chat tokens added: "A" and "B" are one
+    token each after the judge prompt of an HH dialogue, and GPT-2's ids do not move."""
+    raw = gzip.decompress(open(os.path.join(os.path.dirname(__file__), "fixtures",
+                                            "gpt2-tokenizer", "tokenizer.json.gz"), "rb").read())
+    tok = add_chat_tokens(Tokenizer.from_str(raw.decode("utf-8")))
+    assert tok.get_vocab_size() == 50260 and decision_ids(tok) == (32, 33)
+    context = "\n\nHuman: What is a judge?\n\nAssistant:"
+    q = judge_query(tok, context, "Someone who decides.", "No idea.")
+    assert tok.encode(tok.decode(q, skip_special_tokens=False) + "A").ids == q + [32]
+
 
 def test_long_prompts_are_dropped_with_a_count_and_do_not_shorten_the_rest(capsys):
     """One prompt too long for two responses of --max_new_tokens beside it used to shrink
