@@ -8,6 +8,8 @@ import gzip
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -17,7 +19,7 @@ import evaluate
 import jsft
 import selfjudge
 from common import load_checkpoint
-from conftest import SORT, write_small_sort
+from conftest import ROOT, SORT, write_small_sort
 from data import hh
 from data.chat import add_chat_tokens, load_tokenizer
 from data.task import DataError
@@ -120,6 +122,38 @@ def accelerators():
 def test_whole_pipeline_on_an_accelerator(tmp_path, draws, device):
     run_pipeline(tmp_path, device)
     assert {"randperm", "randint", "multinomial"} <= set(draws)
+
+
+# -----------------------------------------------------------------------------
+# data parallel: two processes under torchrun against one
+
+def test_two_processes_under_torchrun_train_the_model_one_process_trains(tmp_path):
+    """torchrun --standalone --nproc_per_node=2 jsft.py, gloo on the CPU: every rank draws
+    the same batch and takes its share, here uneven (5 examples: 3 and 2; one rank has
+    judge and SFT examples, the other judge examples only), over 2 micro-batches a step,
+    rank 0 alone evaluating and saving in the middle. The model and AdamW's moments (which,
+    unlike its steps, see a gradient's scale) match one process's with the same flags."""
+    data = write_small_sort(tmp_path / "task")
+    flags = ["--data", data, "--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=5",
+             "--judge_ratio=0.8", "--grad_accum=2", "--max_steps=3", "--eval_interval=2",
+             "--eval_prompts=0", "--device=cpu",
+             "--grad_clip=1e9"]  # unclipped, so that AdamW's moments see a gradient's scale
+    jsft.main(flags + ["--out_dir", str(tmp_path / "one")])
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", os.path.join(ROOT, "jsft.py")]
+                         + flags + ["--out_dir", str(tmp_path / "two")], cwd=ROOT,
+                         env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    assert run.stdout.count("done in") == 1  # rank 1 trains in silence
+    one, two = (torch.load(tmp_path / d / "ckpt.pt", weights_only=True) for d in ("one", "two"))
+    assert two["meta"]["step"] == 3
+    for k, state in one["optimizer"]["state"].items():
+        for moment in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(two["optimizer"]["state"][k][moment], state[moment],
+                                       atol=1e-6, rtol=1e-3)
+    for k, w in one["model"].items():
+        torch.testing.assert_close(two["model"][k], w, atol=1e-6, rtol=0)
 
 
 # -----------------------------------------------------------------------------
