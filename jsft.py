@@ -31,7 +31,7 @@ from data.task import DataError, check_lengths, load_task, n_held_out, train_tok
 from evaluate import describe_agreement, policy_report
 from judge import DECISIONS, decision_ids, judge_query
 from model import GPT, GPTConfig, IGNORE_INDEX
-from sample import pad_right
+from sample import pad_right, rows_per_chunk
 
 # -----------------------------------------------------------------------------
 # settings (override with --name=value)
@@ -295,9 +295,12 @@ def make_optimizer(model, cfg):
 
 @torch.no_grad()
 def eval_loss(model, examples, device, batch_size=128, decision_weight=None):
-    """Mean per-example loss (as in training) over a list of examples; nan for none."""
+    """Mean per-example loss (as in training) over a list of examples; nan for none.
+    Chunks of at most batch_size examples, and within sample.LOGITS_BUDGET."""
     if not examples:
         return float("nan")
+    batch_size = rows_per_chunk(max(len(x) for x, _ in examples), model.config.vocab_size,
+                                batch_size)
     model.eval()
     chunks = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
     loss = batch_loss(model, [(c, decision_weight) for c in chunks], device).item()

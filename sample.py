@@ -183,6 +183,17 @@ def sequence_logprobs(logits, targets, mask):
     return (tok_logp * mask).sum(-1)
 
 
+LOGITS_BUDGET = 2 ** 28  # logits one no-gradient chunk may hold: 1 GiB of float32
+
+
+def rows_per_chunk(longest, vocab_size, max_rows):
+    """How many rows of up to `longest` tokens one no-gradient forward pass may take: at
+    most max_rows, and few enough that their logits (rows x longest x vocab) stay within
+    LOGITS_BUDGET. With GPT-2's 50k-token vocabulary, 128 rows of 1024 tokens are 26 GB
+    of float32 logits, twice over with their log-softmax."""
+    return max(1, min(max_rows, LOGITS_BUDGET // max(1, longest * vocab_size)))
+
+
 def response_logps(model, queries, responses, device):
     """Log-probability of each response given its query, from one batched forward pass:
     (summed (N,), per-token mean (N,)). responses are the sampled ids themselves, the stop

@@ -17,13 +17,15 @@ from tokenizers import Tokenizer
 
 import evaluate
 import jsft
+import sample
 import selfjudge
 from common import load_checkpoint
-from conftest import ROOT, SORT, write_small_sort
+from conftest import ROOT, SORT, make_tiny, write_small_sort
 from data import hh
 from data.chat import add_chat_tokens, load_tokenizer
 from data.task import DataError
 from judge import decision_ids, fit_prompts, judge_query, response_room
+from sample import rows_per_chunk
 
 # a tiny JSFT model and a two-step self-training run, on any device
 TINY_JSFT = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=8", "--max_steps=2",
@@ -277,3 +279,18 @@ def test_long_prompts_are_dropped_with_a_count_and_do_not_shorten_the_rest(capsy
     mid = "sort: 1 2 3 4 5 6"
     kept, n_new = fit_prompts(tok, [short, mid, long], 128, 100)
     assert kept == [short, mid] and n_new == response_room(tok, mid, 128) < 100
+
+
+def test_no_gradient_passes_hold_at_most_a_gigabyte_of_logits(monkeypatch):
+    """jsft.py's held-out loss and selfjudge.py's held-out log-probabilities ran 128 rows a
+    pass: with GPT-2's vocabulary and 1024-token rows, 26 GB of float32 logits and as much
+    again of log-softmax, out of memory on a 24 GB GPU at the first evaluation. The sort
+    task keeps its 128 rows, and a chunk changes only the memory, not the numbers."""
+    assert rows_per_chunk(40, 343, 128) == 128
+    assert 1 <= rows_per_chunk(1024, 50260, 128) <= sample.LOGITS_BUDGET / (1024 * 50260)
+    model = make_tiny()
+    queries = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]] * 3
+    responses = [[11, 12], [13], [14, 15, 16], [17, 18]] * 3
+    whole = evaluate.batched_logps(model, queries, responses, "cpu")
+    monkeypatch.setattr(sample, "LOGITS_BUDGET", 2 * 7 * model.config.vocab_size)  # 2 rows
+    torch.testing.assert_close(evaluate.batched_logps(model, queries, responses, "cpu"), whole)
