@@ -188,6 +188,53 @@ def autocast(device):
 
 
 # -----------------------------------------------------------------------------
+# data parallel: torchrun --standalone --nproc_per_node=N script.py ...
+
+def ddp_init(device_name):
+    """-> (rank, world size, device). Under torchrun (which sets RANK, WORLD_SIZE and
+    LOCAL_RANK) this process joins the group: NCCL with one GPU per process
+    (cuda:LOCAL_RANK), gloo on CPUs; ranks other than 0 print nothing. Plain python:
+    (0, 1, get_device(device_name)), and nothing else happens."""
+    device = get_device(device_name)
+    if "RANK" not in os.environ:
+        return 0, 1, device
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        raise ValueError(f"--device={device_name}: data-parallel runs use CUDA (NCCL) or "
+                         "the CPU (gloo)")
+    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if rank:
+        sys.stdout = open(os.devnull, "w")  # rank 0 speaks for all; errors still show
+    return rank, world, device
+
+
+def ddp_rank_world():
+    """(rank, world size) of this process: (0, 1) outside torchrun."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def ddp_wrap(model, device):
+    """The model in DistributedDataParallel under torchrun (gradients averaged over the
+    ranks in backward), the model itself otherwise."""
+    if ddp_rank_world()[1] == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                   else None)
+
+
+def ddp_done():
+    """Leave the process group, if this process joined one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+# -----------------------------------------------------------------------------
 # checkpoints
 
 CKPT_FORMAT = "nano-self-judge/1"

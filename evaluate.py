@@ -7,6 +7,10 @@ ever called here: nothing it says reaches training.
     python evaluate.py                         # the judge: held-out labels and own pairs
     python evaluate.py --best_of=16            # self-rejection: tournament best-of-N curve
     python evaluate.py --report=out/jsft,out/dpo,out/selfjudge   # the results table
+
+A task without oracle.py (HH-RLHF) gets the table from a judge instead: by default the
+first folder's model, JSFT, which the others were trained to please, so it is labelled
+self-judged; --judge_ckpt names another judge.
 """
 import json
 import os
@@ -16,10 +20,11 @@ import torch
 
 from common import get_device, load_checkpoint, parse_flags
 from data.chat import encode_query, encode_response
-from data.task import fully_right_rate, load_task, mean_score, n_held_out, win_rate
-from judge import (judge_by_principles, judge_orders, judgeable_prompts, position_flips,
-                   response_budget, swap_average, task_principles, tournament)
-from sample import response_logps, sample_responses
+from data.task import (check_lengths, fully_right_rate, load_task, mean_score, n_held_out,
+                       win_rate)
+from judge import (fit_prompts, judge_by_principles, judge_orders, position_flips,
+                   swap_average, task_principles, tournament)
+from sample import response_logps, rows_per_chunk, sample_responses
 
 # -----------------------------------------------------------------------------
 # settings (override with --name=value)
@@ -33,6 +38,8 @@ defaults = dict(
                               # JSFT, is what every row is compared with)
     report_samples=8,         # samples per prompt in the table; the last model also gets
                               # a best-of-this row by its own tournament
+    judge_ckpt="",            # --report: a judge for the rows (without oracle.py, the
+                              # default is the first folder's model: a self-judged table)
     temperature=1.0,          # sampling temperature for every measurement
     max_new_tokens=48,        # response length limit when sampling
     seed=1337,                # seeds sampling and tournament pairing
@@ -52,11 +59,13 @@ def rate(flags, among):
 # the judge against the oracle, on the policy's own samples
 
 def own_pairs(model, tok, prompts, oracle, pairs_per_prompt, generator=None, temperature=1.0,
-              max_new_tokens=48):
+              max_new_tokens=48, principles=(None,)):
     """2k samples per prompt from the model, in k disjoint pairs, with oracle scores: a
-    list of (prompt, a, b, score a, score b, best score among the prompt's 2k samples)."""
+    list of (prompt, a, b, score a, score b, best score among the prompt's 2k samples).
+    Prompts too long to judge two responses are dropped (judge.fit_prompts)."""
     k = pairs_per_prompt
-    n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
+    prompts, n_new = fit_prompts(tok, prompts, model.config.block_size, max_new_tokens,
+                                 principles, "held-out prompts")
     samples = sample_responses(model, tok, prompts, 2 * k, n_new, temperature,
                                generator=generator)
     rows = []
@@ -106,7 +115,7 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
         raise ValueError(f"pairs_per_prompt={pairs_per_prompt}: judge at least one pair "
                          "per prompt")
     rows = own_pairs(model, tok, prompts, oracle, pairs_per_prompt, generator, temperature,
-                     max_new_tokens)
+                     max_new_tokens, (principle,))
     c, a, b, sa, sb, best = (list(x) for x in zip(*rows))
     ab, ba = judge_orders(model, tok, c, a, b, principle)
     return agreement_metrics(ab, ba, torch.tensor(sa), torch.tensor(sb), torch.tensor(best),
@@ -134,14 +143,18 @@ def describe_agreement(r):
 def heldout_judgment(model, tok, task):
     """The judge on the held-out labelled pairs, no oracle needed: how often it prefers
     the labelled chosen response (the labels are noisy: this tops out below 100%), and how
-    often its decision follows the position instead of the responses."""
+    often its decision follows the position instead of the responses, on the pairs it
+    could read (a pair too long for its context is undecided, exactly 0.5: left out)."""
     rows = held_out_pairs(task)
     if not rows:
         return {}
     ab, ba = judge_orders(model, tok, [r["prompt"] for r in rows], [r["chosen"] for r in rows],
                           [r["rejected"] for r in rows], [r.get("principle") for r in rows])
-    return dict(label_agreement=(swap_average(ab, ba) > 0.5).float().mean().item(),
-                label_flips=position_flips(ab, ba).float().mean().item(), label_pairs=len(rows))
+    p = swap_average(ab, ba)
+    read = p != 0.5
+    return dict(label_agreement=rate(p > 0.5, read),
+                label_flips=rate(position_flips(ab, ba), read), label_pairs=int(read.sum()),
+                label_unread=len(rows) - int(read.sum()))
 
 
 def held_out_pairs(task):
@@ -159,8 +172,10 @@ def best_of_n(model, tok, prompts, oracle, max_n=16, generator=None, temperature
     scores, random scores)}, one score per prompt each: the best is the oracle's own pick
     of the N, the most any judge could reach with those samples; the random one is the
     mean of the N, what a pick by coin would score on average. A knockout of N makes N - 1
-    judgments per prompt, each read in both orders."""
-    n_new = min(max_new_tokens, response_budget(tok, prompts, model.config.block_size))
+    judgments per prompt, each read in both orders. Prompts too long to judge two
+    responses are dropped (judge.fit_prompts)."""
+    prompts, n_new = fit_prompts(tok, prompts, model.config.block_size, max_new_tokens,
+                                 principles, "held-out prompts")
     samples = sample_responses(model, tok, prompts, max_n, n_new, temperature,
                                generator=generator)
     texts = [[s["text"] for s in row] for row in samples]
@@ -266,7 +281,8 @@ def heldout_logps(tok, task, ref, block_size, device):
     q = [encode_query(tok, r["prompt"]) for r in rows]
     c = [encode_response(tok, r["chosen"]) for r in rows]
     w = [encode_response(tok, r["rejected"]) for r in rows]
-    keep = [i for i in range(len(rows)) if len(q[i]) + max(len(c[i]), len(w[i])) <= block_size]
+    keep = check_lengths(rows, [len(q[i]) + max(len(c[i]), len(w[i])) for i in range(len(rows))],
+                         block_size, "held-out pair's prompt + longer response", skip=True)
     if not keep:
         return None
     queries = [q[i] for i in keep] * 2
@@ -276,10 +292,12 @@ def heldout_logps(tok, task, ref, block_size, device):
 
 @torch.no_grad()
 def batched_logps(model, queries, responses, device, batch_size=128):
-    """Summed response log-probabilities, a chunk at a time (no gradient)."""
-    return torch.cat([response_logps(model, queries[i:i + batch_size],
-                                     responses[i:i + batch_size], device)[0].float()
-                      for i in range(0, len(queries), batch_size)])
+    """Summed response log-probabilities, a chunk at a time (no gradient), each chunk at
+    most batch_size rows and within sample.LOGITS_BUDGET."""
+    n = rows_per_chunk(max(len(q) + len(r) for q, r in zip(queries, responses)),
+                       model.config.vocab_size, batch_size)
+    return torch.cat([response_logps(model, queries[i:i + n], responses[i:i + n],
+                                     device)[0].float() for i in range(0, len(queries), n)])
 
 
 @torch.no_grad()
@@ -383,45 +401,70 @@ def report(cfg, device):
     (temperature 1); each row compares them with the first folder's (JSFT), sample i
     against sample i: oracle win rate (ties excluded) and tie rate, mean score, fully
     right. The last model also gets self-rejection: its tournament winner per prompt,
-    compared with each of the first model's samples."""
+    compared with each of the first model's samples. Without an oracle (or with
+    --judge_ckpt) the rows are judged instead (judged_table)."""
     task = load_task(cfg.data, cfg.skip_bad_lines)
-    oracle = task.get_oracle()
-    if oracle is None:
-        sys.exit(f"error: --report needs {cfg.data}/oracle.py to score responses")
+    oracle, principles = task.get_oracle(), task_principles(task)
     dirs = [d for d in cfg.report.split(",") if d]
     missing = [d for d in dirs if not os.path.isfile(os.path.join(d, "ckpt.pt"))]
     if missing or not dirs:  # before the first model samples for minutes
         raise FileNotFoundError(f"--report={cfg.report}: " + (
             f"no ckpt.pt in {', '.join(missing)} (a run folder is a stage's --out_dir)"
             if missing else "name the run folders, comma-separated"))
-    records, prompts = task.require("test")[:cfg.n_prompts], None
-    n = cfg.report_samples
-    rows, base = [], None
+    prompts, n = task.require("test")[:cfg.n_prompts], cfg.report_samples
+    rows, base, n_new = [], None, None
     for d in dirs:
         model, tok, _ = load_checkpoint(os.path.join(d, "ckpt.pt"), device)
         model.eval()
-        if prompts is None:  # with the first model's tokenizer and context
-            prompts = judgeable_prompts(tok, records, model.config.block_size,
-                                        cfg.skip_bad_lines)
+        if n_new is None:  # the prompts every model answers: those the first can judge
+            prompts, n_new = fit_prompts(tok, prompts, model.config.block_size,
+                                         cfg.max_new_tokens, principles, "held-out prompts",
+                                         cfg.skip_bad_lines)
         g = torch.Generator(device=device).manual_seed(cfg.seed)
         cands = [[x["text"] for x in s] for s in sample_responses(model, tok, prompts, n,
-                                                                  generator=g)]
+                                                                  n_new, generator=g)]
         texts = [t for c in cands for t in c]
         base = texts if base is None else base
         rows.append((os.path.basename(d), texts))
         if d == dirs[-1] and n > 1:
-            win = tournament(model, tok, prompts, cands, g, task_principles(task))
+            win = tournament(model, tok, prompts, cands, g, principles)
             rows.append((f"{os.path.basename(d)} + best-of-{n}",
                          [c[w] for c, w in zip(cands, win) for _ in range(n)]))
     flat_prompts = [p for p in prompts for _ in range(n)]
     print(f"\n{len(prompts)} held-out prompts ({cfg.data}/test.jsonl) x {n} samples at "
           f"temperature 1; win rate against {rows[0][0]}, ties excluded")
-    print(f"{'model':24s} {'win rate':>9s} {'ties':>6s} {'score':>6s} {'fully right':>12s}")
+    if oracle is not None:
+        print(f"{'model':24s} {'win rate':>9s} {'ties':>6s} {'score':>6s} {'fully right':>12s}")
+        for name, texts in rows:
+            w = win_rate(oracle, flat_prompts, texts, base)
+            print(f"{name:24s} {w['win_rate']:9.1%} {w['tie_rate']:6.1%} "
+                  f"{mean_score(oracle, flat_prompts, texts):6.3f} "
+                  f"{fully_right_rate(oracle, flat_prompts, texts):12.1%}")
+    if oracle is None or cfg.judge_ckpt:
+        judged_table(cfg.judge_ckpt or os.path.join(dirs[0], "ckpt.pt"), not cfg.judge_ckpt,
+                     flat_prompts, rows, principles, device)
+
+
+def judged_table(judge_ckpt, self_judged, prompts, rows, principles, device):
+    """The results table with a judge in the oracle's place: each row's samples against
+    the first row's, sample i against sample i, both orders averaged. A win is P(row's
+    better) > 0.5; a tie is exactly 0.5 (identical responses, or too long to judge).
+    self_judged: the judge is the first row's own model (JSFT), which the other rows were
+    trained to please, so the table is labelled as no independent evaluation."""
+    judge, tok, _ = load_checkpoint(judge_ckpt, device)
+    judge.eval()
+    who = (f"SELF-JUDGED by {rows[0][0]}, the model the others were trained from and to "
+           "please: not an independent evaluation" if self_judged else "a user-supplied judge")
+    lines = []
     for name, texts in rows:
-        w = win_rate(oracle, flat_prompts, texts, base)
-        print(f"{name:24s} {w['win_rate']:9.1%} {w['tie_rate']:6.1%} "
-              f"{mean_score(oracle, flat_prompts, texts):6.3f} "
-              f"{fully_right_rate(oracle, flat_prompts, texts):12.1%}")
+        p, _ = judge_by_principles(judge, tok, prompts, texts, rows[0][1], principles)
+        win, loss = int((p > 0.5).sum()), int((p < 0.5).sum())
+        length = sum(len(tok.encode(t).ids) for t in texts) / len(texts)
+        lines.append(f"{name:24s} {win / (win + loss) if win + loss else 0.5:16.1%} "
+                     f"{1 - (win + loss) / len(texts):6.1%} {length:12.1f}")
+    print(f"judge {judge_ckpt} ({who})")
+    print(f"{'model':24s} {'judged win rate':>16s} {'ties':>6s} {'mean tokens':>12s}")
+    print("\n".join(lines))
 
 
 def main(argv=None):
@@ -433,8 +476,9 @@ def main(argv=None):
     model.eval()
     task = load_task(cfg.data, cfg.skip_bad_lines)
     g = torch.Generator(device=device).manual_seed(cfg.seed)
-    prompts = judgeable_prompts(tok, task.require("test")[:cfg.n_prompts],
-                                model.config.block_size, cfg.skip_bad_lines)
+    prompts, _ = fit_prompts(tok, task.require("test")[:cfg.n_prompts], model.config.block_size,
+                             cfg.max_new_tokens, task_principles(task), "held-out prompts",
+                             cfg.skip_bad_lines)
     if task.oracle is None:
         print(f"no oracle.py in {cfg.data}: oracle metrics skipped")
     if cfg.best_of:
@@ -442,7 +486,7 @@ def main(argv=None):
             sys.exit("error: --best_of needs the task's oracle.py to score the winners")
         table = best_of_n(model, tok, prompts, task.oracle, cfg.best_of, g, cfg.temperature,
                           cfg.max_new_tokens, task_principles(task))
-        print(f"self-rejection on {len(prompts)} held-out prompts, N samples each: the "
+        print(f"self-rejection on {len(table[1][0])} held-out prompts, N samples each: the "
               "oracle's mean score of the tournament winner, its change from the previous N "
               "(+- a paired standard error), of a random pick among the N, and of the "
               "oracle's own pick (the ceiling); the judgments the knockout spent per prompt "
@@ -457,7 +501,8 @@ def main(argv=None):
     h = heldout_judgment(model, tok, task)
     if h:
         print(f"agreement with the task's labels on {h['label_pairs']} held-out pairs: "
-              f"{h['label_agreement']:.1%}; position flips {h['label_flips']:.1%}")
+              f"{h['label_agreement']:.1%}; position flips {h['label_flips']:.1%}"
+              + (f" ({h['label_unread']} more too long to judge)" if h["label_unread"] else ""))
     if task.oracle is not None:
         r = onpolicy_agreement(model, tok, prompts, task.oracle, g, cfg.temperature,
                                cfg.max_new_tokens, task_principles(task)[0],

@@ -8,10 +8,13 @@ answer is a single token, A or B. Each pair is shown in both orders.
     python jsft.py --rationale=False                 # the judge answers with the decision only
     python jsft.py --init=path/to/gpt2 --data=my_task --max_steps=2000
     python jsft.py --bench                           # seconds per step, tokens per step
+    torchrun --standalone --nproc_per_node=2 jsft.py # data parallel: each rank takes its
+                                                     # share of every batch
 
 Writes out/jsft/ckpt.pt; at the end prints the judge's agreement with the oracle on the
 policy's own pairs and the policy's oracle score: the two numbers stage 2 relies on.
 """
+import contextlib
 import math
 import os
 import sys
@@ -21,14 +24,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (autocast, check_vocab, get_device, load_checkpoint, out_dir_ready,
-                    parse_flags, resume_from, save_checkpoint)
+from common import (autocast, check_vocab, ddp_done, ddp_init, ddp_rank_world, ddp_wrap,
+                    load_checkpoint, out_dir_ready, parse_flags, resume_from, save_checkpoint)
 from data.chat import add_chat_tokens, encode_query, encode_response, load_tokenizer
 from data.task import DataError, check_lengths, load_task, n_held_out, train_tokenizer
+from evaluate import defaults as evaluate_defaults
 from evaluate import describe_agreement, heldout_judgment, policy_report, verdict
-from judge import DECISIONS, decision_ids, judge_query, judgeable_prompts
+from judge import DECISIONS, decision_ids, fit_prompts, judge_query, task_principles
 from model import GPT, GPTConfig, IGNORE_INDEX
-from sample import pad_right
+from sample import pad_right, rows_per_chunk
 
 # -----------------------------------------------------------------------------
 # settings (override with --name=value)
@@ -48,7 +52,7 @@ defaults = dict(
     dropout=0.0,             # for --init=scratch
     vocab_size=512,          # for a tokenizer trained here when the task brings none
     max_steps=2000,          # optimizer steps
-    batch_size=64,           # examples per micro-batch
+    batch_size=64,           # examples per micro-batch (under torchrun: split over the ranks)
     grad_accum=1,            # micro-batches per optimizer step
     lr=2e-3,                 # peak learning rate (AdamW)
     min_lr=1e-4,             # cosine decays to this
@@ -130,21 +134,38 @@ def example_loss(logits, targets, reduction="mean", decision_weight=None):
     return total / max(int(has.sum()), 1)
 
 
-def batch_loss(model, parts, device):
+def batch_loss(model, parts, device, count=None):
     """example_loss over all the examples of a batch, with one forward pass per part:
     parts is a list of (examples, decision_weight), e.g. [(judge examples, 0.5), (SFT
     examples, None)]. Each part is padded to its own longest example, so a ~16-token SFT
     example is not padded to a ~31-47-token judge example: the same loss for less work
-    (right padding never changes the real positions' logits)."""
-    total, count = 0.0, 0
+    (right padding never changes the real positions' logits). count: the examples the
+    mean is taken over, by default those in parts (a rank's share: the global batch's)."""
+    total, n_here = 0.0, 0
     for examples, w in parts:
         if examples:
             idx, tgt = collate(examples, device)
             with autocast(device):
                 logits, _ = model(idx)
             s, n = example_loss(logits, tgt, reduction="sum", decision_weight=w)
-            total, count = total + s, count + n
-    return total / max(count, 1)
+            total, n_here = total + s, n_here + n
+    return total / max(n_here if count is None else count, 1)
+
+
+def count_examples(parts):
+    """The examples of a batch's parts that carry a loss (as example_loss counts them)."""
+    return sum(any(t != IGNORE_INDEX for t in y[1:]) for examples, _ in parts
+               for _, y in examples)
+
+
+def ddp_share(parts, rank, world):
+    """A rank's share of a batch: every world-th example, counted across the parts, so
+    shares differ by one example at most and each part keeps its decision weight."""
+    out, i = [], 0
+    for examples, w in parts:
+        out.append(([x for j, x in enumerate(examples, i) if j % world == rank], w))
+        i += len(examples)
+    return out
 
 
 def collate(examples, device):
@@ -163,15 +184,27 @@ def lr_at(step, cfg):
 
 def train_step(model, opt, cfg, step, judge_pairs, sft, device):
     """One optimizer step (cfg.grad_accum micro-batches) at step's learning rate; returns
-    the last micro-batch's loss."""
+    the last micro-batch's loss. Under torchrun every rank draws the same batch and trains
+    on its share, its loss the sum over its share divided by the whole batch's count and
+    multiplied by the ranks: the gradient DistributedDataParallel averages is then the one
+    process's, uneven shares included."""
+    rank, world = ddp_rank_world()
     for group in opt.param_groups:
         group["lr"] = lr_at(step, cfg)
     for micro in range(cfg.grad_accum):
-        loss = batch_loss(model, draw_batch(cfg, step, micro, judge_pairs, sft), device)
-        (loss / cfg.grad_accum).backward()
+        parts = draw_batch(cfg, step, micro, judge_pairs, sft)
+        last = micro == cfg.grad_accum - 1  # ranks average gradients once, after the last
+        with contextlib.nullcontext() if last or world == 1 else model.no_sync():
+            loss = batch_loss(model, ddp_share(parts, rank, world), device,
+                              count_examples(parts)) * world
+            (loss / cfg.grad_accum).backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
     opt.zero_grad(set_to_none=True)
+    if world > 1:  # the whole batch's loss, as one process reports it
+        loss = loss.detach().clone()
+        torch.distributed.all_reduce(loss)
+        loss = loss / world
     return loss
 
 
@@ -269,9 +302,12 @@ def make_optimizer(model, cfg):
 
 @torch.no_grad()
 def eval_loss(model, examples, device, batch_size=128, decision_weight=None):
-    """Mean per-example loss (as in training) over a list of examples; nan for none."""
+    """Mean per-example loss (as in training) over a list of examples; nan for none.
+    Chunks of at most batch_size examples, and within sample.LOGITS_BUDGET."""
     if not examples:
         return float("nan")
+    batch_size = rows_per_chunk(max(len(x) for x, _ in examples), model.config.vocab_size,
+                                batch_size)
     model.eval()
     chunks = [examples[i:i + batch_size] for i in range(0, len(examples), batch_size)]
     loss = batch_loss(model, [(c, decision_weight) for c in chunks], device).item()
@@ -292,20 +328,24 @@ def _fmt(x):
 
 def train(model, opt, tok, cfg, ex, start, device):
     """Steps start .. max_steps, a held-out evaluation and a checkpoint every
-    eval_interval steps and at the end."""
+    eval_interval steps and at the end (under torchrun: by rank 0 alone)."""
     ckpt_path = os.path.join(cfg.out_dir, "ckpt.pt")
+    master = ddp_rank_world()[0] == 0
+    net = ddp_wrap(model, device)  # the model itself in a single process
 
     def save(step):
-        save_checkpoint(ckpt_path, model, tok, dict(step=step, flags=dict(cfg), stage="jsft"),
-                        opt)
+        if master:
+            save_checkpoint(ckpt_path, model, tok, dict(step=step, flags=dict(cfg),
+                                                        stage="jsft"), opt)
     model.train()
     bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, desc="jsft",
-               dynamic_ncols=True, disable=None)
+               dynamic_ncols=True, disable=None if master else True)
     for step in bar:
-        loss = train_step(model, opt, cfg, step, ex["judge"][0], ex["sft"][0], device)
+        loss = train_step(net, opt, cfg, step, ex["judge"][0], ex["sft"][0], device)
         bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_at(step, cfg):.1e}")
         if cfg.eval_interval and (step + 1) % cfg.eval_interval == 0 and step + 1 < cfg.max_steps:
-            tqdm.write(f"step {step + 1}: {held_out_losses(model, ex, cfg, device)}")
+            if master:
+                tqdm.write(f"step {step + 1}: {held_out_losses(model, ex, cfg, device)}")
             save(step + 1)
     save(cfg.max_steps)
     return ckpt_path
@@ -316,11 +356,12 @@ def bench(model, opt, cfg, judge_pairs, sft, device, n_steps=20):
     a step costs: seconds, tokens fed (padding included) and real tokens, and the time
     max_steps would take. Trains the model it is given; saves nothing."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    net = ddp_wrap(model, device)  # under torchrun: the step the ranks take together
     for i in range(3 + n_steps):
         if i == 3:
             sync()
             t0 = time.time()
-        train_step(model, opt, cfg, i, judge_pairs, sft, device)
+        train_step(net, opt, cfg, i, judge_pairs, sft, device)
     sync()
     dt = (time.time() - t0) / n_steps
     fed = real = 0  # the same timed steps' batches, drawn again (a batch is a function of
@@ -357,7 +398,11 @@ def load_or_init(cfg, task, device):
 
 def main(argv=None):
     cfg = parse_flags(defaults, argv, __file__, limits)
-    device = get_device(cfg.device)
+    rank, world, device = ddp_init(cfg.device)  # plain python: rank 0 of 1
+    if cfg.batch_size < world:
+        raise ValueError(f"--batch_size={cfg.batch_size} is smaller than the {world} ranks: "
+                         "under torchrun it is the whole batch, which the ranks split; give "
+                         "each rank at least one example")
     torch.manual_seed(cfg.seed)
     task = load_task(cfg.data, cfg.skip_bad_lines)
 
@@ -375,15 +420,21 @@ def main(argv=None):
         raise DataError(f"{cfg.data}: nothing to train on")
     # the final report's prompts, checked now: one too long to judge must not cost the run
     records = (task.test or task.prompts or [])[:cfg.eval_prompts]
-    prompts = (judgeable_prompts(tok, records, model.config.block_size, cfg.skip_bad_lines)
+    prompts = (fit_prompts(tok, records, model.config.block_size,
+                           evaluate_defaults["max_new_tokens"], task_principles(task),
+                           "held-out prompts", cfg.skip_bad_lines)[0]
                if task.oracle is not None else [])
     if cfg.bench:
         return bench(model, opt, cfg, ex["judge"][0], ex["sft"][0], device)
 
     # 3) train
-    out_dir_ready(cfg.out_dir)
+    if rank == 0:
+        out_dir_ready(cfg.out_dir)
     t0 = time.time()
     ckpt_path = train(model, opt, tok, cfg, ex, step, device)
+    ddp_done()  # rank 0 goes on alone
+    if rank:
+        return {}
     print(f"done in {time.time() - t0:.0f}s: {held_out_losses(model, ex, cfg, device)}; "
           f"saved {ckpt_path}")
 

@@ -70,33 +70,45 @@ def decision_ids(tok):
     return _decision_cache[key][1]
 
 
-def response_budget(tok, contexts, block_size, margin=4):
-    """The most tokens a sampled response may have so that a judge prompt holding two of
-    them still fits the context. The margin covers re-tokenization inside the prompt
-    (e.g. a leading space). Check a task's prompts first with judgeable_prompts, which
-    names the file and line of one too long."""
-    if not contexts:  # nothing will be judged (offline DPO without held-out prompts)
-        return block_size
-    longest = max(len(judge_query(tok, c, "", "")) for c in contexts)
-    budget = (block_size - longest - margin) // 2
-    if budget < 1:
-        raise ValueError(f"a judge prompt for these contexts needs {longest} tokens, leaving "
-                         f"no room for responses in the model's context of {block_size}")
-    return budget
+def judge_overhead(tok, context, principles=(None,), margin=4):
+    """The tokens of a judge prompt for `context` with two empty responses, under the
+    longest of the principles' questions, plus a margin for re-tokenization inside the
+    prompt (e.g. a leading space)."""
+    return max(len(judge_query(tok, context, "", "", p)) for p in principles) + margin
 
 
-def judgeable_prompts(tok, records, block_size, skip=False, margin=4):
-    """The prompts of records (loaded from a task file) whose judge prompt leaves room for
-    two responses of a token or more, as response_budget needs: one that does not is a
-    DataError naming its file and line, or with skip a warning and the prompt dropped
-    (all of them dropped: a DataError)."""
-    lengths = [len(judge_query(tok, r["prompt"], "", "")) + margin + 2 for r in records]
-    keep = check_lengths(records, lengths, block_size,
-                         "its judge prompt with room for two responses", skip)
-    if records and not keep:
-        raise DataError(f"{records[0]['_file']}: no prompt leaves room for a judgment in the "
+def response_room(tok, context, block_size, principles=(None,)):
+    """The most tokens a response may have so that a judge prompt for `context` holding
+    two of them fits the context."""
+    return (block_size - judge_overhead(tok, context, principles)) // 2
+
+
+def fit_prompts(tok, prompts, block_size, max_new_tokens, principles=(None,), what="prompts",
+                skip=True):
+    """Long prompts, decided in one place: -> (the prompts kept, n_new). prompts: strings,
+    or the records of a task file (dicts with "prompt", "_file", "_line"). Responses get
+    max_new_tokens tokens, and a prompt whose judge prompt cannot hold two of them is too
+    long: one long prompt must not shorten every response. A record too long is an error
+    naming its file and line, or with skip dropped with a count (check_lengths); a string
+    is dropped with a count. Only when no prompt leaves room for max_new_tokens (a context
+    smaller than they assume) do responses get what the tightest prompt with room leaves.
+    Never cut: a cut context asks another question, and a cut response is another answer."""
+    if not prompts:
+        return [], max_new_tokens
+    records = [p if isinstance(p, dict) else dict(prompt=p, _file=what, _line=i + 1)
+               for i, p in enumerate(prompts)]
+    overhead = [judge_overhead(tok, r["prompt"], principles) for r in records]
+    rooms = [(block_size - o) // 2 for o in overhead]
+    n_new = max_new_tokens if max(rooms) >= max_new_tokens else \
+        min((r for r in rooms if r >= 1), default=0)
+    if n_new < 1:
+        raise DataError(f"{records[0]['_file']}: all {len(prompts)} {what} are too long to "
+                        "judge: a judge prompt leaves no room for two responses in the "
                         f"model's context of {block_size} tokens")
-    return [records[i]["prompt"] for i in keep]
+    keep = check_lengths(records, [o + 2 * n_new for o in overhead], block_size,
+                         f"its judge prompt with two responses of {n_new} tokens",
+                         skip or not isinstance(prompts[0], dict))
+    return [records[i]["prompt"] for i in keep], n_new
 
 
 # -----------------------------------------------------------------------------
@@ -222,7 +234,10 @@ def tournament(model, tok, contexts, candidates, generator=None, principles=None
         matches = []  # (context index, i, j)
         for k, a in enumerate(alive):
             if len(a) > 1:
-                order = torch.randperm(len(a), generator=generator).tolist()
+                # drawn on the generator's own device: randperm fills a CPU tensor by
+                # default, and a CUDA generator cannot fill one (the sampling generator)
+                device = generator.device if generator is not None else None
+                order = torch.randperm(len(a), generator=generator, device=device).tolist()
                 a[:] = [a[o] for o in order]
                 matches += [(k, a[m], a[m + 1]) for m in range(0, len(a) - 1, 2)]
         p = judge_fn([contexts[k] for k, _, _ in matches],

@@ -103,7 +103,9 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
     device = next(model.parameters()).device
     B = len(prompts)
     lens = torch.tensor([len(p) for p in prompts], device=device)
-    budget = torch.clamp(block - lens, max=max_new_tokens)  # new tokens each row may take
+    # new tokens each row may take; on the host, as the per-row bookkeeping below is:
+    # indexing a device tensor row by row costs a kernel launch per row and step on a GPU
+    budget = [min(block - len(p), max_new_tokens) for p in prompts]
     out = [[] for _ in range(B)]
     logps = [[] for _ in range(B)]
     stopped = [False] * B
@@ -123,17 +125,18 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
     for step in range(max_new_tokens):
         nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (b,)
         lp = torch.log_softmax(logits.float(), -1).gather(1, nxt[:, None]).squeeze(1)
-        done = torch.zeros_like(nxt, dtype=torch.bool)
-        for i, (row, t, l) in enumerate(zip(active.tolist(), nxt.tolist(), lp.tolist())):
+        done = []
+        for row, t, l in zip(active.tolist(), nxt.tolist(), lp.tolist()):
             logps[row].append(l)
             if eos_id is not None and t == eos_id:
-                stopped[row], done[i] = True, True
+                stopped[row] = True
+                done.append(True)
             else:
                 out[row].append(t)
-                done[i] = len(out[row]) >= budget[row]  # cut off: no stop token
-        if done.all():
+                done.append(len(out[row]) >= budget[row])  # cut off: no stop token
+        if all(done):
             break
-        keep = (~done).nonzero().squeeze(1)
+        keep = torch.tensor([i for i, d in enumerate(done) if not d], device=device)
         active, nxt = active[keep], nxt[keep]
         with autocast(device):
             if use_cache:
@@ -178,6 +181,17 @@ def sequence_logprobs(logits, targets, mask):
     logp = torch.log_softmax(logits.float(), dim=-1)
     tok_logp = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
     return (tok_logp * mask).sum(-1)
+
+
+LOGITS_BUDGET = 2 ** 28  # logits one no-gradient chunk may hold: 1 GiB of float32
+
+
+def rows_per_chunk(longest, vocab_size, max_rows):
+    """How many rows of up to `longest` tokens one no-gradient forward pass may take: at
+    most max_rows, and few enough that their logits (rows x longest x vocab) stay within
+    LOGITS_BUDGET. With GPT-2's 50k-token vocabulary, 128 rows of 1024 tokens are 26 GB
+    of float32 logits, twice over with their log-softmax."""
+    return max(1, min(max_rows, LOGITS_BUDGET // max(1, longest * vocab_size)))
 
 
 def response_logps(model, queries, responses, device):

@@ -33,10 +33,9 @@ from tqdm import tqdm
 from common import (get_device, load_checkpoint, metrics_log, out_dir_ready, parse_flags,
                     resume_from, save_checkpoint)
 from data.chat import encode_query, encode_response
-from data.task import DataError, load_task, n_held_out
+from data.task import DataError, check_lengths, load_task, n_held_out
 from evaluate import eval_policy, heldout_logps, step_diagnostics, step_stats
-from judge import (judge_by_principles, judgeable_prompts, response_budget, task_principles,
-                   tournament)
+from judge import fit_prompts, judge_by_principles, task_principles, tournament
 from model import GPT, GPTConfig
 from sample import response_logps, sample_responses
 
@@ -241,17 +240,24 @@ def offpolicy_pool(run, g0):
     return pool
 
 
-def offline_pool(task, tok):
-    """Offline DPO's pool, the paper's baseline: the labelled pairs of pairs.jsonl (less
-    the held-out tail, which evaluate.py scores)."""
+def offline_pool(task, tok, block_size, skip=False):
+    """Offline DPO's pool, the paper's baseline: the labelled pairs of pairs.jsonl, less
+    the held-out tail, which evaluate.py scores. A pair whose prompt and longer response
+    do not fit the context is an error naming its line, or with skip dropped with a count:
+    never cut."""
     rows = task.require("pairs")
     rows = rows[:len(rows) - n_held_out(len(rows))]
-    if not rows:
-        raise DataError(f"{task.path}/pairs.jsonl: no pairs left to train on")
-    return [dict(prompt=r["prompt"], chosen=dict(ids=encode_response(tok, r["chosen"]),
+    pool = [dict(prompt=r["prompt"], chosen=dict(ids=encode_response(tok, r["chosen"]),
                                                  text=r["chosen"]),
                  rejected=dict(ids=encode_response(tok, r["rejected"]), text=r["rejected"]))
             for r in rows]
+    lengths = [len(encode_query(tok, x["prompt"]))
+               + max(len(x["chosen"]["ids"]), len(x["rejected"]["ids"])) for x in pool]
+    pool = [pool[i] for i in check_lengths(rows, lengths, block_size,
+                                           "prompt + longer response", skip)]
+    if not pool:
+        raise DataError(f"{task.path}/pairs.jsonl: no pairs left to train on")
+    return pool
 
 
 SOURCES = dict(onpolicy=onpolicy_pairs, raft=raft_winners, offpolicy=fixed_pairs,
@@ -395,22 +401,22 @@ def main(argv=None):
 
     # 2) prompts (responses must leave room for two of them in a judge prompt), the
     # reference's answers to the held-out prompts, and the pool of the fixed-pair modes
-    block, skip = policy.config.block_size, cfg.skip_bad_lines
-    prompts = (judgeable_prompts(tok, task.require("prompts"), block, skip)
-               if cfg.mode != "offline" else [])
-    tests = judgeable_prompts(tok, (task.test or [])[:cfg.eval_prompts], block, skip)
-    n_new = min(cfg.max_new_tokens, response_budget(tok, prompts + tests,
-                                                    policy.config.block_size))
+    principles, block, skip = task_principles(task), policy.config.block_size, cfg.skip_bad_lines
+    prompts, n_new = fit_prompts(tok, task.require("prompts") if cfg.mode != "offline" else [],
+                                 block, cfg.max_new_tokens, principles, "prompts", skip)
+    tests, n_new = fit_prompts(tok, (task.test or [])[:cfg.eval_prompts], block, n_new,
+                               principles, "test prompts", skip)
     run = SimpleNamespace(cfg=cfg, policy=policy, reference=reference, judge=judge, tok=tok,
                           opt=opt, params=params, prompts=prompts, n_new=n_new, device=device,
-                          principles=task_principles(task), judge_fn=None, pool=None)
+                          principles=principles, judge_fn=None, pool=None)
     oracle = task.get_oracle()
     g0 = torch.Generator(device=device).manual_seed(cfg.seed)
     with reference() as r0:
         held_out = heldout_logps(tok, task, r0, policy.config.block_size, device)
         ref_texts = texts(s[0] for s in sample_responses(r0, tok, tests, 1, n_new, generator=g0))
     if cfg.mode in ("offpolicy", "offline"):
-        run.pool = offpolicy_pool(run, g0) if cfg.mode == "offpolicy" else offline_pool(task, tok)
+        run.pool = (offpolicy_pool(run, g0) if cfg.mode == "offpolicy"
+                    else offline_pool(task, tok, block, skip))
 
     def evaluate():  # the policy on the held-out prompts: oracle score, judge_pref, ...
         return eval_policy(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge, n_new,

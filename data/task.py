@@ -284,7 +284,7 @@ def check_lengths(records, lengths, max_len, what="example", skip=False):
             keep.append(i)
     if not long:
         return keep
-    msg = (f"{len(long)} of {len(records)} examples longer than the context "
+    msg = (f"{len(long)} of {len(records)} lines too long for the context "
            f"({max_len} tokens): " + "; ".join(long[:MAX_REPORTED])
            + (" ..." if len(long) > MAX_REPORTED else ""))
     if not skip:

@@ -40,8 +40,8 @@ def test_best_of_n_scores_the_winner_among_the_first_n_samples(tok, tiny_judge, 
                                                     for row in texts]
     monkeypatch.setattr(evaluate, "sample_responses", fake)
     oracle = load_oracle(SORT)  # 1.0 only for the sorted list
-    table = evaluate.best_of_n(tiny_judge, tok, CONTEXTS, oracle, max_n=4,
-                            generator=torch.Generator().manual_seed(0))
+    table = evaluate.best_of_n(tiny_judge, tok, CONTEXTS, oracle, max_n=4, max_new_tokens=8,
+                               generator=torch.Generator().manual_seed(0))
     assert list(table) == [1, 2, 4]
     won1, best1, rand1 = table[1]
     assert won1 == best1 == rand1 == [oracle(c, row[0]) for c, row in zip(CONTEXTS, texts)]
@@ -129,7 +129,7 @@ def test_position_flips_are_counted_on_the_scored_pairs_not_on_identical_ones(mo
     pairs = [("1 2", "1 2"), ("1 2", "2 1"), ("3", "3"), ("2 1", "1 2")]
     fake = [[dict(text=a), dict(text=b)] for a, b in pairs]
     monkeypatch.setattr(evaluate, "sample_responses", lambda *a, **k: fake)
-    monkeypatch.setattr(evaluate, "response_budget", lambda *a, **k: 8)
+    monkeypatch.setattr(evaluate, "fit_prompts", lambda tok, prompts, *a, **k: (prompts, 8))
     oracle = lambda p, r: float(r == "1 2")  # noqa: E731
 
     def judged(biased):
@@ -167,7 +167,7 @@ def test_agreement_is_split_between_pairs_holding_the_best_sample_and_the_rest(m
     answer, else the longer one: right on the best-holding pair, wrong on the other."""
     fake = [[dict(text=t) for t in ("1 2 3", "2 1 3", "3 2 1", "1")]]  # 2 pairs, 1 prompt
     monkeypatch.setattr(evaluate, "sample_responses", lambda *a, **k: fake * 2)
-    monkeypatch.setattr(evaluate, "response_budget", lambda *a, **k: 8)
+    monkeypatch.setattr(evaluate, "fit_prompts", lambda tok, prompts, *a, **k: (prompts, 8))
     oracle = {"1 2 3": 1.0, "2 1 3": 0.67, "3 2 1": 0.33, "1": 0.5}
 
     def orders(model, tok, contexts, a, b, principle=None):
@@ -264,16 +264,17 @@ def test_verdict_says_when_the_policy_learned_little():
 
 
 def test_heldout_judgment_reads_the_labels_in_both_orders(monkeypatch):
-    """A judge right on the first two held-out pairs, wrong on the third, and answering "A"
-    whatever is shown on the last (p = 0.5: undecided, which is not agreeing)."""
+    """A judge right on the first two held-out pairs, wrong on the third, right on the
+    fourth though it answers "A" in both orders (a position flip), and unable to read the
+    fifth (too long: exactly 0.5 in both orders, left out rather than counted wrong)."""
     from data.task import Task
-    rows = [dict(prompt="q", chosen=f"c{i}", rejected=f"r{i}") for i in range(40)]
-    task = Task(path="t", pairs=rows)  # 40 pairs: the last 4 are held out
+    rows = [dict(prompt="q", chosen=f"c{i}", rejected=f"r{i}") for i in range(50)]
+    task = Task(path="t", pairs=rows)  # 50 pairs: the last 5 are held out
 
     def orders(model, tok, contexts, a, b, principles=None):
-        right = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
-        swapped = torch.tensor([[0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4]])
-        return right, swapped
+        shown_ab = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.7, 0.3], [0.5, 0.5]])
+        shown_ba = torch.tensor([[0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4], [0.5, 0.5]])
+        return shown_ab, shown_ba
     monkeypatch.setattr(evaluate, "judge_orders", orders)
     h = evaluate.heldout_judgment(None, None, task)
-    assert h == dict(label_agreement=0.5, label_flips=0.25, label_pairs=4)
+    assert h == dict(label_agreement=0.75, label_flips=0.25, label_pairs=4, label_unread=1)

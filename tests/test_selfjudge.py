@@ -20,7 +20,7 @@ from conftest import SORT, make_tiny, write_small_sort
 from data.task import load_task
 from common import load_checkpoint
 from data.chat import encode_query, load_tokenizer
-from judge import response_budget
+from judge import fit_prompts
 from model import Linear
 from sample import response_logps, sample_responses
 from selfjudge import dpo_loss, make_pairs
@@ -316,12 +316,12 @@ def test_evaluate_survives_samples_too_long_to_judge():
     """selfjudge.evaluate sampled with sample_responses' default 48 new tokens, as were the
     reference texts, and judged them without checking that the judge prompt fits: a
     policy that rarely stops crashed the run at its step-0 evaluation. Now main() caps
-    responses at judge.response_budget and passes that cap to evaluate()."""
+    responses at what judge.fit_prompts leaves room for and passes that cap to evaluate()."""
     tok = load_tokenizer(SORT)
     model = make_tiny(vocab_size=tok.get_vocab_size(), block_size=100, n_layer=1)
     prompts = ["sort: 3 1 2", "sort: 40 7 13 5"]
     g = torch.Generator().manual_seed(0)
-    n_new = response_budget(tok, prompts, model.config.block_size)
+    prompts, n_new = fit_prompts(tok, prompts, model.config.block_size, 48)
     assert n_new < 48
     ref_texts = [x[0]["text"] for x in sample_responses(model, tok, prompts, 1, n_new,
                                                         generator=g)]
