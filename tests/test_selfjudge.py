@@ -611,6 +611,18 @@ def test_steps_without_pairs_say_why_and_how_many_trained(task_and_ckpt, tmp_pat
 
 
 @pytest.mark.e2e
+def test_stage_2_trains_from_a_checkpoint_jsft_wrote(task_and_ckpt, tmp_path):
+    """The hand-off between the stages: the fixture's checkpoint is saved directly, so
+    this is the one run of selfjudge.py on a checkpoint jsft.py trained."""
+    data, _ = task_and_ckpt
+    jsft.main(["--data", data, "--max_steps=2", "--out_dir", str(tmp_path / "jsft")]
+              + TINY_JSFT)
+    (_, _, meta), rows = run_selfjudge((data, str(tmp_path / "jsft" / "ckpt.pt")),
+                                       tmp_path / "sj", "--max_steps=1")
+    assert meta["step"] == 1 and [r["step"] for r in rows] == [0, 1]
+
+
+@pytest.mark.e2e
 def test_a_judge_never_trained_to_judge_is_refused(task_and_ckpt, tmp_path):
     data, _ = task_and_ckpt
     jsft.main(["--data", data, "--max_steps=1", "--judge_ratio=0", "--out_dir",
