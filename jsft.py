@@ -90,6 +90,7 @@ def judge_examples(tok, pair, rationale=False):
     """A pair yields two examples, (chosen, rejected) answered A and (rejected, chosen)
     answered B, so the judge cannot learn a favourite position. Loss on the decision token
     and, with rationale, on the rationale after it."""
+    # --- exercise judge_examples (solution below) ---
     a_id, b_id = decision_ids(tok)
     c, p = pair["prompt"], pair.get("principle")
     out = []
@@ -103,6 +104,7 @@ def judge_examples(tok, pair, rationale=False):
             target += encode_response(tok, f" {DECISIONS[0]} {ra} {DECISIONS[1]} {rb}")
         out.append((q + target, [IGNORE_INDEX] * len(q) + target))
     return out
+    # --- end exercise ---
 
 
 def example_loss(logits, targets, reduction="mean", decision_weight=None):
@@ -114,6 +116,7 @@ def example_loss(logits, targets, reduction="mean", decision_weight=None):
     after it (an example with no rationale is all decision); None: every target token
     weighs the same. logits (B, T, V), targets (B, T) -> scalar; with reduction="sum",
     (sum over examples, number of examples with a target)."""
+    # --- exercise example_loss (solution below) ---
     B, T, V = logits.shape
     tok = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="none",
                           ignore_index=IGNORE_INDEX).view(B, T)  # 0 where ignored
@@ -132,6 +135,7 @@ def example_loss(logits, targets, reduction="mean", decision_weight=None):
     if reduction == "sum":
         return total, int(has.sum())
     return total / max(int(has.sum()), 1)
+    # --- end exercise ---
 
 
 def batch_loss(model, parts, device, count=None):

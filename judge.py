@@ -132,6 +132,7 @@ def decision_probs(model, tok, queries, batch_size=64, too_long="error"):
               f"context ({block}); those pairs count as undecided (0.5)")
     out = torch.full((len(queries), 2), 0.5)
     fits = [i for i, q in enumerate(queries) if len(q) <= block]
+    # --- exercise decision_probs (solution below) ---
     for start in range(0, len(fits), batch_size):
         rows = fits[start:start + batch_size]
         chunk = [queries[i] for i in rows]
@@ -141,6 +142,7 @@ def decision_probs(model, tok, queries, batch_size=64, too_long="error"):
             h = model.hidden(idx)[torch.arange(len(chunk), device=device), last]  # (b, C)
         probs = torch.softmax(model.lm_head(h).float(), dim=-1)                    # (b, V)
         out[rows] = probs[:, [a_id, b_id]].cpu()
+    # --- end exercise ---
     return out
 
 
@@ -163,9 +165,11 @@ def judge_orders(model, tok, contexts, responses_a, responses_b, principles=None
 def swap_average(ab, ba):
     """p_a = (P(A | a,b) + P(B | b,a)) / 2, p_b likewise; returns p_a / (p_a + p_b), so a
     judge that always answers "A" gives exactly 0.5. ab, ba: (N, 2) -> (N,)"""
+    # --- exercise swap_average (solution below) ---
     p_a = (ab[:, 0] + ba[:, 1]) / 2
     p_b = (ab[:, 1] + ba[:, 0]) / 2
     return p_a / (p_a + p_b).clamp(min=1e-12)
+    # --- end exercise ---
 
 
 def position_flips(ab, ba):
@@ -229,6 +233,7 @@ def tournament(model, tok, contexts, candidates, generator=None, principles=None
     if judge_fn is None:
         ps = principles or (None,)
         judge_fn = lambda c, a, b: judge_by_principles(model, tok, c, a, b, ps)[0]  # noqa
+    # --- exercise tournament (solution below) ---
     alive = [list(range(len(c))) for c in candidates]
     while any(len(a) > 1 for a in alive):
         matches = []  # (context index, i, j)
@@ -250,6 +255,7 @@ def tournament(model, tok, contexts, candidates, generator=None, principles=None
             bye = [alive[k][-1]] if len(alive[k]) % 2 else []
             alive[k] = w + bye
     return [a[0] for a in alive]
+    # --- end exercise ---
 
 
 def main(argv=None):

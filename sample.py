@@ -59,6 +59,7 @@ def pad_right(seqs, value=0, device="cpu"):
 def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     """One token per row from logits (B, V): temperature, then top-k, then top-p.
     temperature 0 is argmax. Each row draws its own token."""
+    # --- exercise sample_next (solution below) ---
     if temperature == 0:
         return logits.argmax(-1)
     logits = logits / temperature
@@ -74,6 +75,7 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
         logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
     probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    # --- end exercise ---
 
 
 @torch.no_grad()
@@ -122,6 +124,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
         logits = model.lm_head(h[torch.arange(B, device=device), lens - 1]).float()  # (B, V)
 
     # 2) decode one token per step for the rows still running
+    # --- exercise decode_loop (solution below) ---
     for step in range(max_new_tokens):
         nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (b,)
         lp = torch.log_softmax(logits.float(), -1).gather(1, nxt[:, None]).squeeze(1)
@@ -150,6 +153,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
                 last = torch.tensor([len(s) - 1 for s in seqs], device=device)
                 h = model.hidden(idx)
                 logits = model.lm_head(h[torch.arange(len(seqs), device=device), last]).float()
+    # --- end exercise ---
     return out, [torch.tensor(l, dtype=torch.float32) for l in logps], stopped
 
 
@@ -198,6 +202,7 @@ def response_logps(model, queries, responses, device):
     """Log-probability of each response given its query, from one batched forward pass:
     (summed (N,), per-token mean (N,)). responses are the sampled ids themselves, the stop
     token included when it was produced, so it is scored and trained."""
+    # --- exercise response_logps (solution below) ---
     seqs = [q + r for q, r in zip(queries, responses)]
     idx = pad_right([s[:-1] for s in seqs], device=device)
     tgt = pad_right([s[1:] for s in seqs], device=device)
@@ -208,6 +213,7 @@ def response_logps(model, queries, responses, device):
         logits, _ = model(idx)
     summed = sequence_logprobs(logits, tgt, mask)
     return summed, summed / mask.sum(-1).clamp(min=1)
+    # --- end exercise ---
 
 
 # -----------------------------------------------------------------------------

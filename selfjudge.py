@@ -102,6 +102,7 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
     Returns (loss scalar, chosen_rewards (B,), rejected_rewards (B,)); the rewards are the
     implicit beta * log-ratios, detached.
     """
+    # --- exercise dpo_loss (solution below) ---
     chosen_ratio = policy_chosen_logps - ref_chosen_logps
     rejected_ratio = policy_rejected_logps - ref_rejected_logps
     h = chosen_ratio - rejected_ratio
@@ -114,6 +115,7 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
     else:
         raise ValueError(f"unknown loss {kind!r}: use sigmoid, hinge or ipo")
     return losses.mean(), beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
+    # --- end exercise ---
 
 
 # -----------------------------------------------------------------------------
@@ -133,6 +135,7 @@ def make_pairs(prompts, samples_a, samples_b, p_a, min_confidence=0.0, cutoff="d
     chosen. Skipped, and counted: identical samples (nothing to learn), judgments of
     exactly 0.5 or below min_confidence (undecided), and with cutoff="drop" any pair with
     a sample that hit the length limit. samples: dicts with "ids", "text", "stopped"."""
+    # --- exercise make_pairs (solution below) ---
     pairs, skipped = [], dict(identical=0, undecided=0, cut_off=0)
     for c, a, b, p in zip(prompts, samples_a, samples_b, p_a):
         if a["ids"] == b["ids"]:
@@ -145,6 +148,7 @@ def make_pairs(prompts, samples_a, samples_b, p_a, min_confidence=0.0, cutoff="d
             win, lose = (a, b) if p > 0.5 else (b, a)
             pairs.append(dict(prompt=c, chosen=win, rejected=lose, confidence=max(p, 1 - p)))
     return pairs, skipped
+    # --- end exercise ---
 
 
 def preference_loss(policy, reference, tok, pairs, cfg, device):

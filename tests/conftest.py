@@ -50,3 +50,39 @@ def write_small_sort(path, sft=200, pairs=300, prompts=40, test=8):
                 open(os.path.join(path, name), "wb") as dst:
             dst.write(src.read())
     return str(path)
+
+
+# -----------------------------------------------------------------------------
+# markers: unit (everything not marked e2e), e2e, and the classroom kit's exercises
+
+def pytest_addoption(parser):
+    parser.addoption("--exercise", default="", metavar="NAME[,NAME]",
+                     help="run only the tests marked with these exercises (docs/exercises.md)")
+
+
+def pytest_configure(config):
+    for line in ("unit: a fast test of one piece on tiny inputs (every test not marked e2e)",
+                 "e2e: runs a stage or a generator end to end",
+                 "exercise(name, ...): checks these exercises of the classroom kit "
+                 "(docs/exercises.md); select with --exercise=NAME"):
+        config.addinivalue_line("markers", line)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: it must see the unit marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("e2e") is None:
+            item.add_marker(pytest.mark.unit)
+    wanted = {n for n in config.getoption("exercise").split(",") if n}
+    if not wanted:
+        return
+    marked = {n for item in items for m in item.iter_markers("exercise") for n in m.args}
+    if wanted - marked:
+        raise pytest.UsageError(f"--exercise: no test is marked with {sorted(wanted - marked)}"
+                                f"; known: {', '.join(sorted(marked))}")
+    keep, drop = [], []
+    for item in items:
+        names = {n for m in item.iter_markers("exercise") for n in m.args}
+        (keep if names & wanted else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep

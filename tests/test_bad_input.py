@@ -27,6 +27,8 @@ TINY_JSFT = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=8", "--ev
              "--eval_prompts=4", "--block_size=256", "--device=cpu"]
 TINY_SJ = ["--max_steps=1", "--batch_size=4", "--eval_interval=1", "--eval_prompts=4",
            "--max_new_tokens=8", "--cutoff=keep", "--min_confidence=0", "--device=cpu"]
+pytestmark = pytest.mark.e2e  # each case runs a script's main as a user would
+
 # 245 numbers: the query fits the 256-token context, its judge prompt does not
 LONG = json.dumps({"prompt": "sort: " + " ".join(["1"] * 245)})
 

@@ -25,6 +25,7 @@ def task():
 # -----------------------------------------------------------------------------
 # the default task
 
+@pytest.mark.e2e
 def test_generator_rebuilds_committed_files_byte_for_byte(tmp_path):
     out = tmp_path / "sort"
     subprocess.run([sys.executable, "-m", "data.make_sort", "--out_dir", str(out)],

@@ -30,6 +30,7 @@ def tiny_judge(tok):
 # -----------------------------------------------------------------------------
 # self-rejection: best-of-N
 
+@pytest.mark.exercise("tournament")
 def test_best_of_n_scores_the_winner_among_the_first_n_samples(tok, tiny_judge, monkeypatch):
     """N = 1 is the first sample; each N's winner is one of the first N samples (so its
     score is at most the oracle's own pick of them), and that pick never falls as N
@@ -77,6 +78,7 @@ def test_describe_best_of_prints_every_n_with_its_change_random_pick_ceiling_and
 # -----------------------------------------------------------------------------
 # fixed bugs: each test is named after the bug it pins
 
+@pytest.mark.exercise("decision_probs")
 def test_onpolicy_agreement_survives_samples_too_long_to_judge(tok):
     """Two 48-token samples plus the prompt and the judge template are longer than a
     128-token context: decision_probs rightly refuses them, but onpolicy_agreement (and so
@@ -96,6 +98,7 @@ def test_onpolicy_agreement_survives_samples_too_long_to_judge(tok):
     assert "nan" not in evaluate.describe_agreement(unread)
 
 
+@pytest.mark.exercise("tournament")
 def test_evaluation_judges_with_the_task_principle_not_the_default(monkeypatch):
     """The judge is trained on "Which is correct?" (the sort task's principle), but the
     on-policy agreement, the tournament and selfjudge's evaluation used to ask the default
@@ -122,6 +125,7 @@ def test_evaluation_judges_with_the_task_principle_not_the_default(monkeypatch):
     assert seen and all(p == "correctness" for p in seen)
 
 
+@pytest.mark.exercise("swap_average")
 def test_position_flips_are_counted_on_the_scored_pairs_not_on_identical_ones(monkeypatch):
     """Identical samples give the same prompt in both orders, so the judge necessarily
     answers the same letter twice: counting them as position flips made a perfect judge
@@ -161,6 +165,7 @@ def test_onpolicy_agreement_needs_at_least_one_pair_per_prompt(tok, tiny_judge):
         onpolicy_agreement(tiny_judge, tok, CONTEXTS, lambda p, r: 0.0, pairs_per_prompt=0)
 
 
+@pytest.mark.exercise("swap_average")
 def test_agreement_is_split_between_pairs_holding_the_best_sample_and_the_rest(monkeypatch):
     """A judge can be right whenever the best answer is in the pair and no better than a
     coin between two wrong ones; the split shows it. Here the judge prefers the sorted
@@ -263,6 +268,7 @@ def test_verdict_says_when_the_policy_learned_little():
     assert evaluate.verdict(dict(oracle_score=0.8, fully_right=0.45)) == []
 
 
+@pytest.mark.exercise("swap_average")
 def test_heldout_judgment_reads_the_labels_in_both_orders(monkeypatch):
     """A judge right on the first two held-out pairs, wrong on the third, right on the
     fourth though it answers "A" in both orders (a position flip), and unable to read the

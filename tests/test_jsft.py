@@ -45,6 +45,7 @@ def test_sft_example_loss_on_response_and_stop_token_only(tok):
     assert y == [IGNORE_INDEX] * len(q) + r + [end]
 
 
+@pytest.mark.exercise("judge_examples")
 def test_judge_examples_both_orders_loss_on_decision_only(tok):
     a_id, b_id = decision_ids(tok)
     (x1, y1), (x2, y2) = jsft.judge_examples(tok, PAIR)
@@ -58,6 +59,7 @@ def test_judge_examples_both_orders_loss_on_decision_only(tok):
     assert jsft.judge_examples(tok, no_rat, rationale=True) == jsft.judge_examples(tok, no_rat)
 
 
+@pytest.mark.exercise("judge_examples")
 def test_judge_examples_with_rationale(tok):
     a_id, b_id = decision_ids(tok)
     end = chat_ids(tok)[2]
@@ -104,6 +106,7 @@ def test_batches_hold_both_orders_of_each_judge_pair_and_the_ratio():
         assert jsft.draw_batch(cfg, 5, 0, pairs, sft) == [(judge, w), (rest, w_sft)]
 
 
+@pytest.mark.exercise("example_loss")
 def test_batch_loss_over_parts_equals_one_padded_batch():
     """Padding each part (judge, SFT) on its own is a speed-up, not a change: the loss is
     the same as for the whole batch padded together, every example weighing once."""
@@ -122,6 +125,7 @@ def test_batch_loss_over_parts_equals_one_padded_batch():
     assert not torch.isclose(split, jsft.example_loss(model(sidx)[0], stgt))  # both count
 
 
+@pytest.mark.exercise("example_loss")
 def test_decision_weight_splits_a_judge_example_between_decision_and_rationale():
     """With decision_weight w, a judge example's loss is w x (decision's cross-entropy) +
     (1 - w) x (mean over its rationale's tokens); one without a rationale is all decision;
@@ -164,6 +168,7 @@ def test_lr_warmup_then_cosine_to_min_lr():
 # -----------------------------------------------------------------------------
 # end to end
 
+@pytest.mark.e2e
 def test_tiny_run_saves_and_resumes(tmp_path):
     data = write_small_sort(tmp_path / "task")
     out = str(tmp_path / "jsft")
@@ -219,6 +224,7 @@ def test_decision_weight_outside_0_1_is_refused_before_training(tmp_path):
     assert not os.path.exists(tmp_path / "o")
 
 
+@pytest.mark.e2e
 def test_plain_sft_with_judge_ratio_zero_runs(tmp_path):
     """`--judge_ratio=0` (plain SFT, the README's comparison) crashed: the batch drew zero
     judge examples from an empty list, and torch.randint refuses an empty range even
@@ -231,6 +237,7 @@ def test_plain_sft_with_judge_ratio_zero_runs(tmp_path):
         assert load_checkpoint(os.path.join(out, "ckpt.pt"))[2]["step"] == 2
 
 
+@pytest.mark.e2e
 def test_bench_times_real_batches_and_saves_nothing(tmp_path, capsys):
     data = write_small_sort(tmp_path / "task")
     out = tmp_path / "jsft"

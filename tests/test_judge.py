@@ -116,6 +116,7 @@ def constant_judge(tok, a_logit, b_logit=0.0):
     return model
 
 
+@pytest.mark.exercise("swap_average")
 def test_swap_average_known_answers():
     ab = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.1]])
     ba = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.3, 0.1]])
@@ -124,6 +125,7 @@ def test_swap_average_known_answers():
     torch.testing.assert_close(swap_average(ab, ba), torch.tensor([0.5, 0.8, 0.5]))
 
 
+@pytest.mark.exercise("decision_probs")
 @pytest.mark.parametrize("a_logit", [1000.0, 1.5])
 def test_judge_that_always_answers_a_gives_exactly_one_half(tok, a_logit):
     model = constant_judge(tok, a_logit)
@@ -136,6 +138,31 @@ def test_judge_that_always_answers_a_gives_exactly_one_half(tok, a_logit):
     assert p.tolist() == [0.5] * 3  # exactly: the position preference cancels
 
 
+@pytest.mark.exercise("decision_probs")
+def test_decision_probs_read_the_softmax_over_the_whole_vocabulary(tok, tiny_judge):
+    """P("A") and P("B") are two entries of the next-token distribution over every token,
+    so they need not sum to 1 (swap_average renormalises later). With A's logit 1.5 and
+    every other token's 0: P("A") = e^1.5 / (e^1.5 + V - 1), where a softmax over {A, B}
+    alone would give sigmoid(1.5) = 0.82. And each query is read at its own last token,
+    as a forward pass of that query alone reads it."""
+    V = tok.get_vocab_size()
+    q = [judge_query(tok, c, a, b) for c, a, b in zip(CONTEXTS, RESP_A, RESP_B)]
+    z = math.exp(1.5) + V - 1
+    torch.testing.assert_close(
+        decision_probs(constant_judge(tok, 1.5), tok, q),
+        torch.tensor([[math.exp(1.5) / z, 1 / z]] * 3),
+        msg=lambda m: "decision_probs: P(A), P(B) must come from the softmax over the whole "
+                      f"vocabulary ({V} tokens), not over A and B alone\n{m}")
+    a_id, b_id = decision_ids(tok)
+    alone = torch.stack([torch.softmax(tiny_judge(torch.tensor([x]))[0][0, -1], -1)[[a_id, b_id]]
+                         for x in q])
+    torch.testing.assert_close(
+        decision_probs(tiny_judge, tok, q), alone, atol=1e-5, rtol=0,
+        msg=lambda m: "decision_probs: each query's decision is read at its own last token "
+                      f"(queries of {[len(x) for x in q]} tokens, right-padded)\n{m}")
+
+
+@pytest.mark.exercise("decision_probs")
 def test_judge_prob_is_antisymmetric_under_swapping_the_responses(tok, tiny_judge):
     p_ab = judge_prob(tiny_judge, tok, CONTEXTS, RESP_A, RESP_B)
     p_ba = judge_prob(tiny_judge, tok, CONTEXTS, RESP_B, RESP_A)
@@ -144,6 +171,7 @@ def test_judge_prob_is_antisymmetric_under_swapping_the_responses(tok, tiny_judg
     torch.testing.assert_close(p_ab, 1 - p_ba, atol=1e-5, rtol=0)
 
 
+@pytest.mark.exercise("decision_probs")
 def test_judge_prob_batched_equals_one_at_a_time(tok, tiny_judge):
     """Right-padding the shorter judge prompts does not change their decision."""
     batched = judge_prob(tiny_judge, tok, CONTEXTS, RESP_A, RESP_B)
@@ -162,6 +190,7 @@ def test_judge_prob_rejects_mismatched_lengths(tok, tiny_judge):
         judge_prob(tiny_judge, tok, CONTEXTS, RESP_A, RESP_B[:2])
 
 
+@pytest.mark.exercise("decision_probs")
 def test_decision_probs_refuses_query_longer_than_context(tok):
     model = make_tiny(vocab_size=tok.get_vocab_size(), block_size=16)
     q = judge_query(tok, CONTEXTS[2], RESP_A[2], RESP_B[2])
@@ -218,6 +247,7 @@ class Recording:
         return torch.full((len(a),), 0.5)
 
 
+@pytest.mark.exercise("tournament")
 def test_tournament_best_candidate_always_wins():
     for n in range(1, 10):
         for seed in range(4):
@@ -231,6 +261,7 @@ def test_tournament_best_candidate_always_wins():
             assert sum(judge_fn.calls) == n - 1                   # n - 1 matches in all
 
 
+@pytest.mark.exercise("tournament")
 def test_tournament_batches_contexts_one_call_per_round():
     g = torch.Generator().manual_seed(1)
     cands = [["x" * (k + 1) for k in torch.randperm(n, generator=g).tolist()]
@@ -243,6 +274,7 @@ def test_tournament_batches_contexts_one_call_per_round():
     assert sum(judge_fn.calls) == sum(n - 1 for n in range(1, 10))
 
 
+@pytest.mark.exercise("tournament")
 def test_tournament_ties_are_deterministic_for_a_seed():
     cands = [["same"] * 7, ["same"] * 4]
     run = lambda seed: tournament(None, None, ["c", "d"], cands,  # noqa: E731
@@ -254,6 +286,7 @@ def test_tournament_ties_are_deterministic_for_a_seed():
     assert len({tuple(run(s)) for s in range(20)}) > 1
 
 
+@pytest.mark.exercise("tournament")
 def test_tournament_tie_goes_to_the_first_of_the_two():
     for seed in range(6):
         judge_fn = Recording()
@@ -262,17 +295,20 @@ def test_tournament_tie_goes_to_the_first_of_the_two():
         assert ["p", "q"][win[0]] == judge_fn.shown[0][0]
 
 
+@pytest.mark.exercise("tournament")
 def test_tournament_single_candidate_needs_no_judge():
     judge_fn = LongerWins()
     assert tournament(None, None, ["c", "d"], [["only"], ["one"]], judge_fn=judge_fn) == [0, 0]
     assert judge_fn.calls == []
 
 
+@pytest.mark.exercise("tournament")
 def test_tournament_empty_candidate_list_raises():
     with pytest.raises(ValueError, match="no candidates"):
         tournament(None, None, ["c", "d"], [["a", "b"], []], judge_fn=LongerWins())
 
 
+@pytest.mark.exercise("tournament")
 def test_tournament_with_the_model_as_judge(tok, tiny_judge):
     """The default judge_fn (judge_prob with the model) runs and returns valid indices."""
     win = tournament(tiny_judge, tok, CONTEXTS, [RESP_A + RESP_B] * 3,

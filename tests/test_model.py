@@ -34,6 +34,7 @@ def last_logits(model, seq):
     return model(torch.tensor([seq]))[0][0, -1]
 
 
+@pytest.mark.exercise("cached_attention")
 @pytest.mark.parametrize("pos", ["learned", "rope"])
 def test_kv_cache_prefill_of_a_ragged_batch(pos):
     """Each row's logits at its last real token equal a full forward pass of that row, and
@@ -47,6 +48,7 @@ def test_kv_cache_prefill_of_a_ragged_batch(pos):
                                    rtol=0)
 
 
+@pytest.mark.exercise("cached_attention")
 @pytest.mark.parametrize("pos", ["learned", "rope"])
 def test_kv_cache_decode_after_a_ragged_prefill(pos):
     """Decoding token by token after a ragged prefill: every step's logits equal a full
@@ -64,6 +66,7 @@ def test_kv_cache_decode_after_a_ragged_prefill(pos):
                                        rtol=0)
 
 
+@pytest.mark.exercise("cached_attention")
 def test_kv_cache_keep_drops_finished_rows_and_the_rest_stay_exact():
     tiny = make_tiny(pos="rope")
     cache = KVCache(tiny.config, len(PROMPTS), 16, "cpu", torch.float32)
@@ -223,6 +226,7 @@ def test_tokenizer_bigger_than_model_is_refused(tmp_path):
 # Fixtures made once by tests/make_gpt2_fixture.py with transformers' GPT2LMHeadModel (the
 # reference implementation) and tests/make_gpt2_tokenizer.py; nothing here imports it.
 
+@pytest.mark.exercise("decode_loop")
 @pytest.mark.parametrize("folder", ["tiny-gpt2", "tiny-gpt2-bin", "tiny-gpt2-hub-layout"])
 def test_gpt2_folder_gives_the_reference_logits_and_greedy_tokens(folder):
     """safetensors (read by hand), pytorch_model.bin, and the old un-prefixed layout with

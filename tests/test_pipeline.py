@@ -103,6 +103,7 @@ def draws(monkeypatch):
     return seen
 
 
+@pytest.mark.e2e
 def test_every_random_draw_uses_a_generator_on_its_own_device(tmp_path, draws):
     """The tournament drew its pairings with torch.randperm(n, generator=g), g being the
     sampling generator: on a GPU that is a CUDA generator filling a CPU tensor, so
@@ -120,6 +121,7 @@ def accelerators():
             pytest.param("mps", marks=pytest.mark.skipif(not mps, reason="no MPS here"))]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("device", accelerators())
 def test_whole_pipeline_on_an_accelerator(tmp_path, draws, device):
     run_pipeline(tmp_path, device)
@@ -129,6 +131,7 @@ def test_whole_pipeline_on_an_accelerator(tmp_path, draws, device):
 # -----------------------------------------------------------------------------
 # data parallel: two processes under torchrun against one
 
+@pytest.mark.e2e
 def test_two_processes_under_torchrun_train_the_model_one_process_trains(tmp_path):
     """torchrun --standalone --nproc_per_node=2 jsft.py, gloo on the CPU: every rank draws
     the same batch and takes its share, here uneven (5 examples: 3 and 2; one rank has
@@ -194,6 +197,7 @@ def write_hh(path):
     return long
 
 
+@pytest.mark.e2e
 def test_real_model_recipe_runs_every_stage_without_an_oracle(tmp_path, capsys):
     """README, "Real models": import HH-RLHF, JSFT from a GPT-2 folder (its tokenizer plus
     the chat tokens, the embedding resized), SELF-JUDGE, the DPO baseline, RAFT, the judge
@@ -286,6 +290,7 @@ def test_long_prompts_are_dropped_with_a_count_and_do_not_shorten_the_rest(capsy
     assert kept == [short, mid] and n_new == response_room(tok, mid, 128) < 100
 
 
+@pytest.mark.exercise("response_logps")
 def test_no_gradient_passes_hold_at_most_a_gigabyte_of_logits(monkeypatch):
     """jsft.py's held-out loss and selfjudge.py's held-out log-probabilities ran 128 rows a
     pass: with GPT-2's vocabulary and 1024-token rows, 26 GB of float32 logits and as much

@@ -2,14 +2,18 @@
 
     python -m pytest tests/test_sample.py -q
 """
+import pytest
 import torch
 
-from conftest import make_tiny
+import sample
+from conftest import SORT, make_tiny
+from data.chat import chat_ids, load_tokenizer
 from sample import generate, sample_next
 
 PROMPTS = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10], [11], [12, 13, 14, 15]]
 
 
+@pytest.mark.exercise("decode_loop")
 def test_greedy_batched_equals_one_at_a_time(tiny):
     batched, _, _ = generate(tiny, PROMPTS, 12, temperature=0)
     single = [generate(tiny, [p], 12, temperature=0)[0][0] for p in PROMPTS]
@@ -17,6 +21,7 @@ def test_greedy_batched_equals_one_at_a_time(tiny):
     assert len({tuple(t) for t in batched}) > 1  # the rows are not all the same
 
 
+@pytest.mark.exercise("decode_loop")
 def test_cached_equals_uncached_greedy_and_sampled(tiny):
     for kw in (dict(temperature=0), dict(temperature=1.0, top_p=0.9)):
         a = generate(tiny, PROMPTS, 15, eos_id=7, use_cache=True,
@@ -28,6 +33,7 @@ def test_cached_equals_uncached_greedy_and_sampled(tiny):
             torch.testing.assert_close(la, lb, atol=1e-5, rtol=0)
 
 
+@pytest.mark.exercise("decode_loop")
 def test_same_seed_same_samples_and_rows_differ(tiny):
     run = lambda seed: generate(tiny, [[1, 2]] * 8, 10, temperature=1.0,
                                 generator=torch.Generator().manual_seed(seed))[0]
@@ -38,11 +44,13 @@ def test_same_seed_same_samples_and_rows_differ(tiny):
     assert len({t[0] for t in run(5)}) > 1
 
 
+@pytest.mark.exercise("sample_next")
 def test_temperature_zero_is_argmax():
     logits = torch.tensor([[0.1, 3.0, -1.0], [5.0, 0.0, 4.9]])
     assert sample_next(logits, temperature=0).tolist() == [1, 0]
 
 
+@pytest.mark.exercise("sample_next")
 def test_top_k_and_top_p_stay_in_the_kept_set():
     g = torch.Generator().manual_seed(0)
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(2000, 1)
@@ -57,6 +65,48 @@ def test_top_k_and_top_p_stay_in_the_kept_set():
     assert set(tiny_p.tolist()) == {0}
 
 
+@pytest.mark.exercise("sample_next")
+@pytest.mark.parametrize("temperature", [0.5, 2.0])
+def test_sample_next_divides_the_logits_by_the_temperature(temperature):
+    """Samples follow softmax(logits / T): T = 2 flattens the distribution, T = 0.5
+    sharpens it. Multiplying by T does the opposite, and T = 1 (every other test here)
+    cannot tell the two apart."""
+    p = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    n = 20000
+    drawn = sample_next(p.log().repeat(n, 1), temperature,
+                        generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(drawn, minlength=4).float() / n
+    want = torch.softmax(p.log() / temperature, -1)
+    assert (freq - want).abs().max() < 0.02, (  # 0.02 is over 5 standard errors
+        f"sample_next(temperature={temperature}): token frequencies "
+        f"{[round(x, 3) for x in freq.tolist()]} should follow softmax(logits / temperature)"
+        f" = {[round(x, 3) for x in want.tolist()]}")
+
+
+def test_sample_responses_ids_end_with_the_stop_token_once_when_the_row_stopped(monkeypatch):
+    """generate returns the new tokens without the stop token; sample_responses appends it
+    to `ids` exactly once, and only for a row that stopped (DPO scores and trains it), and
+    never to a row cut off at the length limit. The text never shows it."""
+    tok = load_tokenizer(SORT)
+    end = chat_ids(tok)[2]
+    one, two = (tok.encode(t, add_special_tokens=False).ids for t in ("1 2", "3"))
+    fake = lambda model, queries, *a, **k: (  # noqa: E731
+        [one, two, one][:len(queries)], None, [True, False, True][:len(queries)])
+    monkeypatch.setattr(sample, "generate", fake)
+    rows = sample.sample_responses(None, tok, ["sort: 2 1", "sort: 3"], n=1, batch_size=1)
+    ids = [r[0]["ids"] for r in rows]
+    assert ids == [one + [end], one + [end]], (
+        f"sample_responses: a stopped row's ids must be its tokens + [stop token {end}] "
+        f"once, got {ids}")
+    rows = sample.sample_responses(None, tok, ["sort: 2 1"], n=3)[0]
+    assert [r["ids"] for r in rows] == [one + [end], two, one + [end]], (
+        f"sample_responses: the stop token goes on stopped rows only, once; got "
+        f"{[r['ids'] for r in rows]}")
+    assert [r["stopped"] for r in rows] == [True, False, True]
+    assert [r["text"] for r in rows] == ["1 2", "3", "1 2"]
+
+
+@pytest.mark.exercise("decode_loop")
 def test_eos_per_row_and_logprobs_align(tiny):
     # find what row 0 emits greedily, then call a token of it (at its first occurrence)
     # the stop token
@@ -64,14 +114,16 @@ def test_eos_per_row_and_logprobs_align(tiny):
     i = next(i for i in range(1, 8) if greedy[0][i] not in greedy[0][:i])
     eos = greedy[0][i]
     toks, logps, stopped = generate(tiny, PROMPTS, 8, temperature=0, eos_id=eos)
-    assert stopped[0] and toks[0] == greedy[0][:i]       # stopped, eos not returned
+    assert stopped[0] and toks[0] == greedy[0][:i], (   # stopped, eos not returned
+        f"generate: row 0 must stop at token {eos} and return the tokens before it")
     for t, lp, s in zip(toks, logps, stopped):
-        assert eos not in t
-        assert len(lp) == len(t) + int(s)                  # the stop token is scored
+        assert eos not in t, "generate: tokens[b] never holds the stop token"
+        assert len(lp) == len(t) + int(s), "generate: the stop token's log-prob comes last"
         if not s:
             assert len(t) == 8                             # cut off at max_new_tokens
 
 
+@pytest.mark.exercise("decode_loop")
 def test_logprobs_are_the_raw_model_distribution(tiny):
     """Log-probs come from raw logits, not from the temperature/top-p-warped scores."""
     g = torch.Generator().manual_seed(0)
@@ -83,6 +135,7 @@ def test_logprobs_are_the_raw_model_distribution(tiny):
     torch.testing.assert_close(logps[0], expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.exercise("decode_loop")
 def test_context_limit_cuts_off_without_stop_and_long_prompt_errors():
     model = make_tiny(block_size=16)
     toks, _, stopped = generate(model, [[1] * 10], 50, temperature=0)

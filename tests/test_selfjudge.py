@@ -18,10 +18,10 @@ import jsft
 import selfjudge
 from conftest import SORT, make_tiny, write_small_sort
 from data.task import load_task
-from common import load_checkpoint
+from common import load_checkpoint, save_checkpoint
 from data.chat import encode_query, load_tokenizer
 from judge import fit_prompts
-from model import Linear
+from model import GPT, GPTConfig, Linear
 from sample import response_logps, sample_responses
 from selfjudge import dpo_loss, make_pairs
 
@@ -35,11 +35,20 @@ STEP_KEYS = {"step", "loss", "margin", "reward_acc", "logp_chosen", "logp_reject
 
 @pytest.fixture(scope="module")
 def task_and_ckpt(tmp_path_factory):
-    """A small slice of the sort task and a 2-step JSFT checkpoint trained on it."""
+    """A small slice of the sort task and a fresh checkpoint in the JSFT stage's place and
+    TINY_JSFT's shape. It is saved directly, not trained by jsft.py, so a broken JSFT
+    exercise (judge_examples, example_loss) fails its own tests and not every test of
+    stage 2 too; two JSFT steps, which this used to run, barely move a fresh model
+    anyway (the learning rate is still warming up)."""
     root = tmp_path_factory.mktemp("selfjudge")
     data = write_small_sort(root / "task")
-    jsft.main(["--data", data, "--max_steps=2", "--out_dir", str(root / "jsft")] + TINY_JSFT)
-    return data, str(root / "jsft" / "ckpt.pt")
+    tok = load_tokenizer(data)
+    torch.manual_seed(1337)
+    model = GPT(GPTConfig(vocab_size=tok.get_vocab_size(), block_size=256, n_layer=1, n_head=2,
+                          n_embd=32, pos="rope", gelu="exact"))
+    ckpt = str(root / "jsft" / "ckpt.pt")
+    save_checkpoint(ckpt, model, tok, dict(step=0, stage="jsft", flags=dict(judge_ratio=0.7)))
+    return data, ckpt
 
 
 def run_selfjudge(task_and_ckpt, out, *extra):
@@ -54,6 +63,7 @@ def run_selfjudge(task_and_ckpt, out, *extra):
 # -----------------------------------------------------------------------------
 # the loss
 
+@pytest.mark.exercise("dpo_loss")
 def test_dpo_loss_known_answers_at_equal_log_ratios():
     pc, pr = torch.tensor([-3.0, -10.0]), torch.tensor([-5.0, -2.0])
     rc, rr = pc - 0.7, pr - 0.7  # both log-ratios 0.7: no preference yet
@@ -61,9 +71,29 @@ def test_dpo_loss_known_answers_at_equal_log_ratios():
     for kind, expected in (("sigmoid", math.log(2)), ("hinge", 1.0),
                            ("ipo", 1 / (4 * beta ** 2))):
         loss, _, _ = dpo_loss(pc, pr, rc, rr, beta, kind)
-        assert loss.item() == pytest.approx(expected, rel=1e-6), kind
+        assert loss.item() == pytest.approx(expected, rel=1e-6), f"dpo_loss(kind={kind!r})"
 
 
+@pytest.mark.exercise("dpo_loss")
+def test_dpo_loss_known_answers_away_from_a_zero_margin():
+    """At h = 0 (the test above) the sigmoid loss is log 2 whatever beta does, so beta
+    left out of the sigmoid, or put outside it, passes there. Here h = 2 and -1."""
+    pc, pr = torch.tensor([-3.0, -4.0]), torch.tensor([-5.0, -2.0])
+    rc, rr = torch.tensor([-4.0, -4.0]), torch.tensor([-4.0, -3.0])  # h = 1 + 1, 0 - 1
+    beta = 0.5
+    want = dict(sigmoid=(math.log1p(math.exp(-1.0)) + math.log1p(math.exp(0.5))) / 2,
+                hinge=(0.0 + 1.5) / 2,                   # max(0, 1 - beta h): 0 and 1.5
+                ipo=((2 - 1) ** 2 + (-1 - 1) ** 2) / 2)  # (h - 1/(2 beta))^2: 1 and 4
+    formula = dict(sigmoid="-log sigmoid(beta * h)", hinge="max(0, 1 - beta * h)",
+                   ipo="(h - 1 / (2 beta))^2")
+    for kind, expected in want.items():
+        loss, _, _ = dpo_loss(pc, pr, rc, rr, beta, kind)
+        assert loss.item() == pytest.approx(expected, rel=1e-6), (
+            f"dpo_loss(kind={kind!r}, beta={beta}) at h = [2, -1]: {loss.item():.6f}, "
+            f"expected the mean of {formula[kind]} = {expected:.6f}")
+
+
+@pytest.mark.exercise("dpo_loss")
 def test_dpo_loss_large_margin():
     pc, pr, rc, rr = (torch.tensor([v]) for v in (0.0, -200.0, 0.0, 0.0))  # h = 200
     sigmoid, _, _ = dpo_loss(pc, pr, rc, rr, 0.1, "sigmoid")
@@ -76,6 +106,7 @@ def test_dpo_loss_large_margin():
     assert ipo.item() == pytest.approx(0.0)
 
 
+@pytest.mark.exercise("dpo_loss")
 def test_dpo_rewards_are_beta_log_ratios_and_detached():
     pc = torch.tensor([-1.0, -2.0], requires_grad=True)
     pr = torch.tensor([-3.0, -1.0], requires_grad=True)
@@ -88,12 +119,14 @@ def test_dpo_rewards_are_beta_log_ratios_and_detached():
     assert (pc.grad < 0).all() and (pr.grad > 0).all()  # raise chosen, lower rejected
 
 
+@pytest.mark.exercise("dpo_loss")
 def test_dpo_loss_unknown_kind_raises():
     x = torch.zeros(1)
     with pytest.raises(ValueError, match="unknown loss"):
         dpo_loss(x, x, x, x, 0.1, "hingee")
 
 
+@pytest.mark.exercise("dpo_loss")
 def test_one_step_raises_chosen_minus_rejected_log_ratio():
     ref = make_tiny().requires_grad_(False)
     policy = copy.deepcopy(ref).train().requires_grad_(True)
@@ -126,6 +159,7 @@ def manual_logp(model, q, r):
     return sum(lp[len(q) - 1 + t, tok].item() for t, tok in enumerate(r))
 
 
+@pytest.mark.exercise("response_logps")
 def test_response_logps_equal_manual_sum(tiny):
     q, r = [1, 2, 3, 4], [5, 6, 7]
     summed, mean = response_logps(tiny, [q], [r], "cpu")
@@ -134,6 +168,7 @@ def test_response_logps_equal_manual_sum(tiny):
     assert mean.item() == pytest.approx(summed.item() / 3, abs=1e-5)
 
 
+@pytest.mark.exercise("response_logps")
 def test_response_logps_score_the_stop_token(tiny):
     q, r, end = [1, 2, 3], [5, 6], 9
     without, _ = response_logps(tiny, [q], [r], "cpu")
@@ -144,6 +179,7 @@ def test_response_logps_score_the_stop_token(tiny):
     assert mean.item() == pytest.approx(with_end.item() / 3, abs=1e-5)  # 3 response tokens
 
 
+@pytest.mark.exercise("response_logps")
 def test_response_logps_padding_does_not_leak(tiny):
     queries = [[1, 2], [3, 4, 5, 6, 7], [8]]
     responses = [[9, 10, 11, 12, 13, 14], [15], [16, 17]]
@@ -161,15 +197,18 @@ def s(ids, stopped=True):
     return dict(ids=list(ids), text=" ".join(map(str, ids)), stopped=stopped)
 
 
+@pytest.mark.exercise("make_pairs")
 def test_make_pairs_winner_is_chosen():
     a, b = [s([1, 2]), s([3, 4])], [s([5]), s([6])]
     pairs, skipped = make_pairs(["p", "q"], a, b, [0.8, 0.3])
     assert skipped == dict(identical=0, undecided=0, cut_off=0)
     assert [(x["prompt"], x["chosen"]["ids"], x["rejected"]["ids"]) for x in pairs] == \
-        [("p", [1, 2], [5]), ("q", [6], [3, 4])]
+        [("p", [1, 2], [5]), ("q", [6], [3, 4])], \
+        "make_pairs: the winner (a when p_a > 0.5, else b) must be `chosen`"
     assert [x["confidence"] for x in pairs] == pytest.approx([0.8, 0.7])
 
 
+@pytest.mark.exercise("make_pairs")
 def test_make_pairs_skips_identical_and_undecided():
     a = [s([1, 2]), s([3]), s([4]), s([5]), s([7])]
     b = [s([1, 2]), s([9]), s([8]), s([6]), s([8])]
@@ -183,6 +222,7 @@ def test_make_pairs_skips_identical_and_undecided():
     assert [x["prompt"] for x in pairs] == ["d", "e"]
 
 
+@pytest.mark.exercise("make_pairs")
 def test_make_pairs_cutoff_drop_or_keep():
     a = [s([1], stopped=False), s([2]), s([3])]
     b = [s([4]), s([5], stopped=False), s([6])]
@@ -190,6 +230,105 @@ def test_make_pairs_cutoff_drop_or_keep():
     assert [x["prompt"] for x in pairs] == ["c"] and skipped["cut_off"] == 2
     pairs, skipped = make_pairs(list("abc"), a, b, [0.9, 0.1, 0.9], cutoff="keep")
     assert [x["prompt"] for x in pairs] == ["a", "b", "c"] and skipped["cut_off"] == 0
+
+
+# -----------------------------------------------------------------------------
+# the wiring of a self-training step: who judges, and which way the step pulls
+
+def test_the_judge_is_the_frozen_reference_unless_judge_is_current():
+    policy, ref = make_tiny(seed=1), make_tiny(seed=2)
+    reference, judge = selfjudge.frozen_models(policy, ref, "reference")
+    with judge() as j, reference() as r:
+        assert j is ref and r is ref, ("selfjudge.frozen_models: the judge must be the "
+                                       "frozen reference (the JSFT model), not the policy")
+    _, judge = selfjudge.frozen_models(policy, ref, "current")
+    with judge() as j:
+        assert j is policy  # the ablation: the policy judges itself
+    lora = make_tiny(seed=1, lora_rank=2)  # LoRA: the reference is the adapters switched off
+    adapters = [m for m in lora.modules() if isinstance(m, Linear) and m.rank > 0]
+    _, judge = selfjudge.frozen_models(lora, None, "reference")
+    with judge() as j:
+        assert j is lora and not any(m.lora_enabled for m in adapters), (
+            "selfjudge.frozen_models: under LoRA the judge is the policy with its adapters off")
+    assert all(m.lora_enabled for m in adapters)
+
+
+def longer_is_better(seen):
+    """A stand-in for judge_by_principles with a known preference, the longer text (by
+    characters) winning with p = 0.9; it records the model it was handed."""
+    def judge_fn(model, tok, contexts, a, b, principles=None):
+        seen.append(model)
+        p = [0.5 if len(x) == len(y) else 0.9 if len(x) > len(y) else 0.1 for x, y in zip(a, b)]
+        return torch.tensor(p), torch.zeros(len(p), dtype=torch.bool)
+    return judge_fn
+
+
+def log_ratio_margins(policy, ref, tok, pairs):
+    """h per pair: (log pi - log ref)(chosen) - (log pi - log ref)(rejected)."""
+    q = [encode_query(tok, x["prompt"]) for x in pairs] * 2
+    r = [x["chosen"]["ids"] for x in pairs] + [x["rejected"]["ids"] for x in pairs]
+    with torch.no_grad():
+        d = response_logps(policy, q, r, "cpu")[0] - response_logps(ref, q, r, "cpu")[0]
+    return d[:len(pairs)] - d[len(pairs):]
+
+
+@pytest.mark.exercise("dpo_loss")
+def test_a_self_training_step_moves_the_policy_towards_the_judges_choice(monkeypatch):
+    """One on-policy step as main() wires it, with a stand-in judge that prefers the longer
+    response: the frozen reference judges, every pair's chosen response is the one the judge
+    preferred, and the step raises the chosen response's log-ratio against the rejected
+    one. Swapping chosen and rejected anywhere (make_pairs, preference_loss, dpo_loss)
+    pulls the other way, which the end-to-end runs, checking only that numbers are finite
+    and weights moved, never see."""
+    tok = load_tokenizer(SORT)
+    ref = make_tiny(vocab_size=tok.get_vocab_size(), block_size=96, n_layer=1)
+    ref.requires_grad_(False)
+    policy = copy.deepcopy(ref).requires_grad_(True).train()
+    cfg = selfjudge.parse_flags(selfjudge.defaults, ["--batch_size=16", "--cutoff=keep",
+                                                     "--lr=1e-3", "--warmup_steps=0"])
+    reference, judge = selfjudge.frozen_models(policy, ref, cfg.judge)
+    params = list(policy.parameters())
+    run = types.SimpleNamespace(cfg=cfg, policy=policy, reference=reference, judge=judge,
+                                tok=tok, opt=torch.optim.AdamW(params, lr=cfg.lr),
+                                params=params, prompts=[f"sort: {i} 3 1" for i in range(16)],
+                                n_new=8, device="cpu", principles=[None], judge_fn=None)
+    seen = []
+    monkeypatch.setattr(selfjudge, "judge_by_principles", longer_is_better(seen))
+    pairs, judged = selfjudge.onpolicy_pairs(run, torch.Generator().manual_seed(0))
+    assert seen and all(m is ref for m in seen), \
+        "selfjudge.onpolicy_pairs: the frozen reference must judge (run.judge, frozen_models)"
+    assert len(pairs) >= 4, judged["skipped"]
+    assert all(len(x["chosen"]["text"]) > len(x["rejected"]["text"]) for x in pairs), (
+        "make_pairs: the response the judge preferred (p > 0.5 for a) must be `chosen`")
+    assert log_ratio_margins(policy, ref, tok, pairs).abs().max() == 0  # policy == ref
+    stats = selfjudge.learn(run, pairs, step=0)
+    h = log_ratio_margins(policy, ref, tok, pairs)
+    assert h.mean() > 0 and stats["loss"] == pytest.approx(math.log(2), rel=1e-4), (
+        f"selfjudge.preference_loss: after a step on the judge's pairs the policy must favour "
+        f"the chosen responses more than the reference does (mean h {h.mean():.2e} > 0); "
+        f"h < 0 means chosen and rejected were swapped on the way to dpo_loss")
+
+
+@pytest.mark.exercise("dpo_loss")
+def test_preference_loss_passes_chosen_as_chosen():
+    """preference_loss on a policy that differs from the reference equals dpo_loss on the
+    log-probabilities of (chosen, rejected) in that order."""
+    tok = load_tokenizer(SORT)
+    policy = make_tiny(vocab_size=tok.get_vocab_size(), block_size=64, n_layer=1, seed=1)
+    ref = make_tiny(vocab_size=tok.get_vocab_size(), block_size=64, n_layer=1, seed=2)
+    pairs = [dict(prompt="sort: 2 1", chosen=dict(ids=[7, 8, 2]), rejected=dict(ids=[9, 2])),
+             dict(prompt="sort: 3 1", chosen=dict(ids=[9, 2]), rejected=dict(ids=[7, 7, 8, 2]))]
+    cfg = selfjudge.parse_flags(selfjudge.defaults, ["--beta=0.5"])
+    loss, stats = selfjudge.preference_loss(policy, lambda: contextlib.nullcontext(ref), tok,
+                                            pairs, cfg, "cpu")
+    q = [encode_query(tok, x["prompt"]) for x in pairs]
+    lp = lambda m, k: response_logps(m, q, [x[k]["ids"] for x in pairs], "cpu")[0]  # noqa
+    want, _, _ = dpo_loss(lp(policy, "chosen"), lp(policy, "rejected"), lp(ref, "chosen"),
+                          lp(ref, "rejected"), 0.5)
+    assert loss.item() == pytest.approx(want.item(), rel=1e-4), (
+        "selfjudge.preference_loss: the loss must be dpo_loss(policy chosen, policy rejected, "
+        "reference chosen, reference rejected)")
+    assert stats["logp_chosen"] == pytest.approx(lp(policy, "chosen").mean().item(), rel=1e-4)
 
 
 # -----------------------------------------------------------------------------
@@ -207,6 +346,7 @@ def raft_run(tok, policy, candidates, judge_fn, cutoff="keep"):
                                  judge_fn=judge_fn)
 
 
+@pytest.mark.exercise("tournament")
 def test_raft_trains_on_the_tournament_winner(monkeypatch):
     """A judge that prefers the longer response (a known order) picks, for each prompt,
     its longest sample; the step's examples are exactly those, as "chosen"; a winner cut
@@ -230,6 +370,7 @@ def test_raft_trains_on_the_tournament_winner(monkeypatch):
     assert [w["chosen"]["ids"] for w in winners] == [[5, 6, 7, 8], [3, 3, 3]]
 
 
+@pytest.mark.exercise("response_logps")
 def test_raft_loss_is_the_sft_loss_on_the_winners_response_tokens_only():
     """Per winner, the mean negative log-probability of its response tokens (the stop token
     included), never of the prompt's; then the mean over winners."""
@@ -257,6 +398,7 @@ def check_metrics(rows, max_steps, on_policy):
         assert ("judge_conf" in r) == on_policy
 
 
+@pytest.mark.e2e
 def test_on_policy_run_writes_checkpoint_and_metrics(task_and_ckpt, tmp_path):
     (model, tok, meta), rows = run_selfjudge(task_and_ckpt, tmp_path)
     check_metrics(rows, 2, on_policy=True)
@@ -266,12 +408,14 @@ def test_on_policy_run_writes_checkpoint_and_metrics(task_and_ckpt, tmp_path):
     assert any(not torch.equal(v, init[k]) for k, v in model.state_dict().items())
 
 
+@pytest.mark.e2e
 def test_offline_run(task_and_ckpt, tmp_path):
     (model, tok, meta), rows = run_selfjudge(task_and_ckpt, tmp_path, "--mode=offline")
     check_metrics(rows, 2, on_policy=False)
     assert meta["flags"]["mode"] == "offline"
 
 
+@pytest.mark.e2e
 def test_lora_run_trains_adapters_only(task_and_ckpt, tmp_path):
     (model, tok, meta), rows = run_selfjudge(task_and_ckpt, tmp_path, "--lora_rank=2")
     check_metrics(rows, 2, on_policy=True)
@@ -288,6 +432,7 @@ def test_lora_run_trains_adapters_only(task_and_ckpt, tmp_path):
 # -----------------------------------------------------------------------------
 # fixed bugs: each test is named after the bug it pins
 
+@pytest.mark.e2e
 def test_lora_eval_samples_the_policy_with_adapters_on(task_and_ckpt, tmp_path, monkeypatch):
     """With LoRA the reference is the policy with its adapters off. main() evaluates with
     `with ref_ctx() as r: evaluate(policy, r, ...)`, so evaluate() samples the policy while
@@ -305,6 +450,7 @@ def test_lora_eval_samples_the_policy_with_adapters_on(task_and_ckpt, tmp_path, 
     assert len(adapters_on) == 2 and adapters_on[-1]  # step 0, then step 1
 
 
+@pytest.mark.e2e
 def test_offline_on_a_task_with_few_pairs(task_and_ckpt, tmp_path):
     """jsft.py holds out min(256, len(pairs) // 10) pairs, selfjudge.py --offline always
     the last 256: with 100 pairs the pool is empty and torch.randint fails deep inside."""
@@ -312,6 +458,7 @@ def test_offline_on_a_task_with_few_pairs(task_and_ckpt, tmp_path):
     run_selfjudge((data, task_and_ckpt[1]), tmp_path / "out", "--mode=offline")
 
 
+@pytest.mark.exercise("decision_probs")
 def test_evaluate_survives_samples_too_long_to_judge():
     """selfjudge.evaluate sampled with sample_responses' default 48 new tokens, as were the
     reference texts, and judged them without checking that the judge prompt fits: a
@@ -330,6 +477,7 @@ def test_evaluate_survives_samples_too_long_to_judge():
     assert "judge_pref" in e
 
 
+@pytest.mark.exercise("decision_probs")
 def test_heldout_preference_accuracy_is_a_half_for_the_reference_and_reads_log_ratios():
     """evaluate(held_out=...) ranks each held-out labelled pair by the policy's implicit
     reward (its log-ratio to the reference): exactly 0.5 while the policy is the
@@ -351,6 +499,7 @@ def test_heldout_preference_accuracy_is_a_half_for_the_reference_and_reads_log_r
     assert run(ref - shift) == 1.0 and run(ref + shift) == 0.0
 
 
+@pytest.mark.e2e
 def test_steps_without_pairs_still_evaluate(task_and_ckpt, tmp_path):
     """A step whose batch yields no training pair (all identical, undecided or below
     --min_confidence) used to `continue` before the evaluation, so a strict
@@ -370,6 +519,7 @@ def test_steps_without_pairs_still_evaluate(task_and_ckpt, tmp_path):
 
 @pytest.mark.parametrize("extra", [("--mode=offpolicy",), ("--mode=raft",),
                                    ("--judge=current",)])
+@pytest.mark.e2e
 def test_every_mode_runs_end_to_end(task_and_ckpt, tmp_path, extra):
     """--mode=offpolicy and --judge=current were never run by a test."""
     (model, tok, meta), rows = run_selfjudge(task_and_ckpt, tmp_path, *extra)
@@ -383,6 +533,35 @@ def test_every_mode_runs_end_to_end(task_and_ckpt, tmp_path, extra):
                    for r in rows[1:])
 
 
+@pytest.mark.e2e
+@pytest.mark.parametrize("judge", ["reference", "current"])
+def test_main_judges_with_the_frozen_reference_or_with_judge_current_the_policy(
+        task_and_ckpt, tmp_path, monkeypatch, judge):
+    """Every step's pairs are judged by the frozen JSFT model: no trainable weights, the
+    checkpoint's weights at every step. Only --judge=current hands the judgment to the
+    policy, whose weights have moved by step 3. Judging with the policy by mistake trains
+    fine and every other end-to-end check passes; this one names it."""
+    init = load_checkpoint(task_and_ckpt[1])[0].state_dict()
+    seen, real = [], selfjudge.judge_by_principles
+
+    def spy(model, *args, **kw):
+        seen.append((any(p.requires_grad for p in model.parameters()),
+                     all(torch.equal(v, init[n]) for n, v in model.state_dict().items())))
+        return real(model, *args, **kw)
+    monkeypatch.setattr(selfjudge, "judge_by_principles", spy)
+    run_selfjudge(task_and_ckpt, tmp_path, f"--judge={judge}", "--max_steps=3",
+                  "--eval_interval=0")
+    assert len(seen) == 3  # one judgment per step
+    if judge == "reference":
+        assert all(not trainable and frozen for trainable, frozen in seen), (
+            "selfjudge: with --judge=reference every step must judge with the frozen "
+            f"reference (see frozen_models and onpolicy_pairs); (trainable, initial weights) "
+            f"per step: {seen}")
+    else:
+        assert all(trainable for trainable, _ in seen) and not seen[-1][1], seen
+
+
+@pytest.mark.e2e
 def test_a_killed_run_resumes_to_the_same_weights_and_logs_each_step_once(
         task_and_ckpt, tmp_path, monkeypatch):
     """selfjudge.py used to save only at the end: killed at step 111 of 200 it lost
@@ -412,6 +591,7 @@ def test_a_killed_run_resumes_to_the_same_weights_and_logs_each_step_once(
         assert torch.equal(v, resumed.state_dict()[k]), k
 
 
+@pytest.mark.e2e
 def test_steps_without_pairs_say_why_and_how_many_trained(task_and_ckpt, tmp_path, capsys,
                                                           monkeypatch):
     """A judge undecided on every pair trained on zero pairs for 150 steps and finished
@@ -430,6 +610,19 @@ def test_steps_without_pairs_say_why_and_how_many_trained(task_and_ckpt, tmp_pat
         assert [json.loads(x).get("pairs") for x in f] == [None, 0, 0, 0]  # step 0: eval
 
 
+@pytest.mark.e2e
+def test_stage_2_trains_from_a_checkpoint_jsft_wrote(task_and_ckpt, tmp_path):
+    """The hand-off between the stages: the fixture's checkpoint is saved directly, so
+    this is the one run of selfjudge.py on a checkpoint jsft.py trained."""
+    data, _ = task_and_ckpt
+    jsft.main(["--data", data, "--max_steps=2", "--out_dir", str(tmp_path / "jsft")]
+              + TINY_JSFT)
+    (_, _, meta), rows = run_selfjudge((data, str(tmp_path / "jsft" / "ckpt.pt")),
+                                       tmp_path / "sj", "--max_steps=1")
+    assert meta["step"] == 1 and [r["step"] for r in rows] == [0, 1]
+
+
+@pytest.mark.e2e
 def test_a_judge_never_trained_to_judge_is_refused(task_and_ckpt, tmp_path):
     data, _ = task_and_ckpt
     jsft.main(["--data", data, "--max_steps=1", "--judge_ratio=0", "--out_dir",
