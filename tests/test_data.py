@@ -4,6 +4,7 @@
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -89,6 +90,68 @@ def test_pairs_label_noise_within_band(task):
         and len(r["rejected"].split()) == len(r["prompt"].split()) - 1
         and s < 1.0 for r, (_, s) in zip(task.pairs, sc))
     assert plausible / len(task.pairs) >= 0.15
+
+
+COMPLETE = "is sorted and complete."
+
+
+def named_mistakes(rationale):
+    """A sort rationale read back -> [(verb, numbers)], one entry per mistake it names:
+    "drops 3 and 5 and puts 7 before 2." -> [("drops", [3]), ("drops", [5]),
+    ("puts", [7, 2])]. Clauses start with a verb; " and 5" continues a list."""
+    if rationale == COMPLETE:
+        return []
+    out = []
+    for clause in re.split(r" and (?=[a-z])", rationale.removesuffix(".")):
+        verb, *rest = clause.split(" ")
+        nums = [int(t) for t in rest if t.isdigit()]
+        if verb in ("drops", "repeats", "adds"):
+            out += [(verb, [n]) for n in nums]
+        else:
+            assert (verb, len(nums)) in (("has", 2), ("puts", 2), ("is", 0)), rationale
+            out.append(("order" if verb == "is" else verb, nums))
+    return out
+
+
+def perceived_cost(rationale):
+    """How bad a rationale says its response is: one per mistake named, two for "is out
+    of order" (a move, which the oracle too charges two edits against a swap's one)."""
+    return sum(2 if verb == "order" else 1 for verb, _ in named_mistakes(rationale))
+
+
+def check_rationales_argue_for_the_chosen(pairs):
+    """The label and both rationales come from one judgment: no pair rejects a response
+    its rationale calls complete while the chosen one's names a mistake, and the chosen
+    rationale never names more (or heavier) mistakes than the rejected one."""
+    for r in pairs:
+        rc, rr = r["rationale_chosen"], r["rationale_rejected"]
+        assert not (rr == COMPLETE and rc != COMPLETE), (r["_line"], rc, rr)
+        assert perceived_cost(rc) <= perceived_cost(rr), (r["_line"], rc, rr)
+
+
+def test_pairs_rationales_argue_for_the_chosen(task):
+    check_rationales_argue_for_the_chosen(task.pairs)
+
+
+def test_rationales_name_numbers_possible_for_their_prompt(task):
+    """Imagined mistakes use real ones' words: a dropped or repeated number is one of the
+    prompt's, an added one is in the response, "puts x before y" names two of the
+    response's numbers, larger first, and "has x instead of y" replaces a number of the
+    prompt by a digit."""
+    for r in task.pairs:
+        prompt = [int(t) for t in r["prompt"].split()[1:]]
+        for side in ("chosen", "rejected"):
+            response = [int(t) for t in r[side].split()]
+            for verb, nums in named_mistakes(r["rationale_" + side]):
+                where = (r["_line"], side, r["rationale_" + side])
+                if verb in ("drops", "repeats"):
+                    assert nums[0] in prompt, where
+                elif verb == "adds":
+                    assert nums[0] in response, where
+                elif verb == "has":
+                    assert nums[1] in prompt and 0 <= nums[0] <= 9, where
+                elif verb == "puts":
+                    assert nums[0] > nums[1] and set(nums) <= set(response), where
 
 
 def test_tokenizer(task):
