@@ -3,6 +3,7 @@ task nobody tuned them for. Its data is not committed: generate it where you nee
 
     python -m data.make_dedupe --out_dir out/tasks/dedupe
     python -m data.make_dedupe --out_dir /tmp/d --n_sft 100 --n_pairs 300   # a small one
+    python -m data.make_dedupe --out_dir out/tasks/dedupe_nested --pair_style nested
 
 prompt "dedupe: red fox red owl sun fox" -> response "red fox owl sun": keep each word's
 first occurrence, in order (a filtering skill, where sorting orders and number words
@@ -11,6 +12,8 @@ rationales, no tokenizer.json. Its pairs are deliberately rougher than data/sort
 those of a reviewer's content-based task: two responses corrupted independently, so
 about a fifth of the pairs are oracle ties, labelled by a fair coin; the rest are
 Bradley-Terry draws on the oracle's score difference, T set for about 10% disagreement.
+--pair_style nested builds the pairs as data/sort does instead (the worse response is the
+better one plus one mistake; no ties), to tell the pairs' design from the task's skill.
 The generator uses the oracle (data/dedupe_oracle.py, copied in as oracle.py) for those
 labels; the trainers never see it. Prints counts and one example of each file.
 """
@@ -38,6 +41,8 @@ min_unique, max_unique = 3, 8  # words in the answer
 min_dups, max_dups = 1, 3      # repeats added to make the prompt
 sft_right = 0.5        # share of demonstrations that are fully right
 label_noise = 0.10     # target share of non-tied labels that disagree with the oracle
+pair_style = "independent"  # independent: two responses corrupted apart (ties happen);
+                            # nested: the worse is the better plus one mistake, as in sort
 WORDS = ("red blue green gold pink gray cat dog fox owl bee cow pig hen ant elk sun moon "
          "star rain snow wind tree leaf rock sand lake hill road door lamp cup pen book box "
          "key hat bell ship car").split()
@@ -122,11 +127,11 @@ def n_mistakes(rng):
 
 
 def generate(seed=seed, out_dir=out_dir, n_sft=n_sft, n_pairs=n_pairs, n_prompts=n_prompts,
-             n_test=n_test):
+             n_test=n_test, pair_style=pair_style):
     """Writes the task folder; every random draw comes from a stream named after seed."""
     print(f"seed={seed} out_dir={out_dir} n_sft={n_sft} n_pairs={n_pairs} "
           f"n_prompts={n_prompts} n_test={n_test} answers={min_unique}..{max_unique} words "
-          f"from {len(WORDS)}, repeats={min_dups}..{max_dups}")
+          f"from {len(WORDS)}, repeats={min_dups}..{max_dups} pair_style={pair_style}")
     os.makedirs(out_dir, exist_ok=True)
     shutil.copyfile(ORACLE_FILE, os.path.join(out_dir, "oracle.py"))
     score = load_score()
@@ -150,15 +155,22 @@ def generate(seed=seed, out_dir=out_dir, n_sft=n_sft, n_pairs=n_pairs, n_prompts
         sft.append({"prompt": prompt_text(ws),
                     "response": " ".join(corrupt(rng, ws, first_occurrences(ws), k))})
 
-    # 3) pairs: two responses corrupted independently (so some tie under the oracle)
+    # 3) pairs: two responses corrupted independently (so some tie under the oracle), or
+    # nested, a pair differing by one mistake, which the oracle always tells apart
     rng = random.Random(f"{seed}-pair-responses")
     raw = []
     for ws in pair_ws:
         p, right = prompt_text(ws), first_occurrences(ws)
         while True:
-            a = " ".join(corrupt(rng, ws, right, n_mistakes(rng)))
-            b = " ".join(corrupt(rng, ws, right, n_mistakes(rng)))
-            if a != b:
+            if pair_style == "nested":
+                a = corrupt(rng, ws, right, 0 if rng.random() < 0.6 else 1)
+                a, b = " ".join(a), " ".join(corrupt(rng, ws, a, 1))
+                if rng.random() < 0.5:
+                    a, b = b, a
+            else:
+                a = " ".join(corrupt(rng, ws, right, n_mistakes(rng)))
+                b = " ".join(corrupt(rng, ws, right, n_mistakes(rng)))
+            if a != b and (pair_style != "nested" or score(p, a) != score(p, b)):
                 break
         raw.append((p, a, b, score(p, a) - score(p, b)))
 
@@ -201,8 +213,11 @@ def main(argv=None):
     for name, value in (("n_sft", n_sft), ("n_pairs", n_pairs), ("n_prompts", n_prompts),
                         ("n_test", n_test)):
         ap.add_argument("--" + name, type=int, default=value, help=f"default {value}")
+    ap.add_argument("--pair_style", default=pair_style, choices=("independent", "nested"),
+                    help=f"how a pair's two responses relate (default {pair_style})")
     args = ap.parse_args(argv)
-    generate(args.seed, args.out_dir, args.n_sft, args.n_pairs, args.n_prompts, args.n_test)
+    generate(args.seed, args.out_dir, args.n_sft, args.n_pairs, args.n_prompts, args.n_test,
+             args.pair_style)
 
 
 if __name__ == "__main__":

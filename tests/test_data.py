@@ -268,6 +268,13 @@ def test_dedupe_generator_writes_a_loadable_task(tmp_path, capsys):
     sets = {n: {r["prompt"] for r in getattr(t, n)} for n in ("sft", "pairs", "prompts", "test")}
     assert not sets["test"] & (sets["sft"] | sets["pairs"] | sets["prompts"])
     assert not sets["prompts"] & (sets["sft"] | sets["pairs"])
+    # nested pairs, as sort's and words': one mistake apart, never an oracle tie
+    got = generate(out_dir=out, n_sft=20, n_pairs=300, n_prompts=4, n_test=4,
+                   pair_style="nested")
+    t = load_task(out)
+    assert got["tie_share"] == 0.0 and len(t.pairs) == 300
+    assert all(score(r["prompt"], r["chosen"]) != score(r["prompt"], r["rejected"])
+               for r in t.pairs)
 
 
 # -----------------------------------------------------------------------------
