@@ -191,8 +191,8 @@ def generate(seed=seed, out_dir=out_dir):
     print(f"sft.jsonl     {len(sft):5d}  fully right {sft_full:.1%}, "
           f"mean oracle score {sft_mean:.3f}")
     print(f"pairs.jsonl   {len(pairs):5d}  holding the right answer "
-          f"{right_in_pairs / len(pairs):.1%}; Bradley-Terry T={T}: labels disagreeing with the oracle "
-          f"{disagree / len(pairs):.1%} (target {label_noise:.0%})")
+          f"{right_in_pairs / len(pairs):.1%}; Bradley-Terry T={T}: labels disagreeing "
+          f"with the oracle {disagree / len(pairs):.1%} (target {label_noise:.0%})")
     print(f"prompts.jsonl {len(prompts):5d}")
     print(f"test.jsonl    {len(test):5d}  answers of {min(lengths)}-{max(lengths)} words")
     print("no tokenizer.json: jsft.py trains one on the folder's text")
