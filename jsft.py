@@ -41,6 +41,7 @@ defaults = dict(
     out_dir="out/jsft",      # where ckpt.pt goes
     init="scratch",          # scratch | a checkpoint | a GPT-2 folder (HF layout)
     judge_ratio=0.7,         # fraction of each batch that is judge examples (0 = plain SFT)
+    sft_warmup=0.0,          # share of max_steps trained on sft.jsonl alone before the mix
     rationale=True,          # judge targets: decision + a short rationale (False: decision only)
     decision_weight=0.5,     # with a rationale: the decision's share of a judge example's loss
     pair_orders=True,        # both orders of a pair in the same batch (False: drawn apart)
@@ -224,7 +225,8 @@ def draw_batch(cfg, step, micro, judge_pairs, sft):
 
     def pick(xs, n):  # randint refuses an empty range even for zero draws
         return [xs[i] for i in torch.randint(len(xs), (n,), generator=g)] if n else []
-    n_judge = round(cfg.batch_size * cfg.judge_ratio) if sft else cfg.batch_size
+    ratio = 0.0 if step < cfg.sft_warmup * cfg.max_steps else cfg.judge_ratio  # --sft_warmup
+    n_judge = round(cfg.batch_size * ratio) if sft else cfg.batch_size
     n_pairs = n_judge // 2 if judge_pairs else 0  # judge examples come two at a time
     if cfg.pair_orders:
         judge = [e for pair in pick(judge_pairs, n_pairs) for e in pair]

@@ -4,13 +4,24 @@
     python -m data.make_sort --out_dir /tmp/s  # same bytes elsewhere (oracle.py copied)
 
 prompt "sort: 7 3 9 1 4" -> response "1 3 4 7 9". Demonstrations are imperfect on
-purpose (about half fully right) and preference labels carry Bradley-Terry noise, so
-that alignment has room to help (DESIGN.md, "Data"). Prints counts and one example of
-each file.
+purpose (about half fully right) and preference labels are noisy, so that alignment has
+room to help (README.md, "Data"). Prints counts and one example of each file.
+
+The labels come from a simulated annotator that reads each response of a pair once. The
+generator uses the oracle twice: it keeps only pairs the oracle scores differently, and the
+oracle's answer defines each response's true mistakes (mistakes(): "drops 7", "puts 7
+before 2", ...). The annotator perceives those noisily (perceive()): it overlooks each
+true mistake with probability miss_rate, and in imagine_rate of the responses it sees one
+that is not there (imagined(): the same words, naming numbers the list holds). From that
+one reading it writes the response's rationale, and it chooses the response it saw fewer
+mistakes in (cost(): one each, two for "is out of order", as the oracle charges a move
+two edits and a swap one); a tie goes to a coin from the annotator's seeded stream. So the
+label and both rationales come from one judgment: the chosen response's rationale never
+names more mistakes than the rejected's, and a wrong label is wrong because a mistake was
+overlooked or imagined, as its rationale says. The two rates were set so that about 10%
+of the labels disagree with the oracle. The trainers never see the oracle.
 """
 import argparse
-import json
-import math
 import os
 import random
 import shutil
@@ -19,7 +30,8 @@ from collections import Counter
 
 if __package__ in (None, ""):  # run as a script: python data/make_sort.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from data.task import load_oracle, load_task, train_tokenizer
+from data.generator import print_examples, prompt_set, write_task
+from data.task import load_oracle, train_tokenizer
 
 # -----------------------------------------------------------------------------
 # settings
@@ -34,13 +46,19 @@ min_len, max_len = 3, 6  # list length
 max_num = 9            # numbers are 0..max_num: digits, whose order a tiny GPT learns fast
 sft_right = 0.5        # share of demonstrations that are fully right
 plausible_share = 0.25  # share of pairs with a sorted, right-length, wrong-number response
-label_noise = 0.10     # target share of labels that disagree with the oracle
+label_noise = 0.10     # target share of labels that disagree with the oracle, which
+miss_rate = 0.10       # the annotator reaches by overlooking each real mistake this often
+imagine_rate = 0.10    # and seeing one that is not there in this share of responses
 vocab_size = 520       # BPE vocabulary cap; training stops at 515, when every word is one token
 # -----------------------------------------------------------------------------
 
 
 def fmt(xs):
     return " ".join(str(x) for x in xs)
+
+
+def prompt_text(xs):
+    return "sort: " + fmt(xs)
 
 
 def new_prompt(rng):
@@ -107,46 +125,99 @@ def plausible_wrong(rng, right, m):
             return xs
 
 
-def describe(right, xs):
-    """Rationale: a phrase that follows the response's letter ("B drops 7.")."""
+# -----------------------------------------------------------------------------
+# the annotator: one noisy reading of each response gives its rationale, and the two
+# readings of a pair give the label. A mistake is a tuple: ("has", x, y) has x instead of
+# y, ("drops", v), ("repeats", v), ("adds", v) (extra numbers, not all in the prompt),
+# ("puts", x, y) two neighbours the wrong way round, ("order",) anything else unsorted.
+
+def mistakes(right, xs):
+    """The true mistakes of xs, as the oracle's answer `right` defines them."""
     if xs == right:
-        return "is sorted and complete."
+        return []
     missing = sorted((Counter(right) - Counter(xs)).elements())
     extra = sorted((Counter(xs) - Counter(right)).elements())
-    parts = []
+    out = []
     if len(missing) == 1 and len(extra) == 1:
-        parts.append(f"has {extra[0]} instead of {missing[0]}")
+        out.append(("has", extra[0], missing[0]))
     else:
-        if missing:
-            parts.append("drops " + " and ".join(map(str, missing)))
-        if extra:
-            verb = "repeats " if all(x in right for x in extra) else "adds "
-            parts.append(verb + " and ".join(map(str, extra)))
+        out += [("drops", v) for v in missing]
+        verb = "repeats" if all(v in right for v in extra) else "adds"
+        out += [(verb, v) for v in extra]
     if xs != sorted(xs):
-        bad = [i for i in range(len(xs)) if xs[i] != right[i]] if not parts else []
+        bad = [i for i in range(len(xs)) if xs[i] != right[i]] if not out else []
         if len(bad) == 2 and bad[1] == bad[0] + 1:
-            parts.append(f"puts {xs[bad[0]]} before {xs[bad[1]]}")
+            out.append(("puts", xs[bad[0]], xs[bad[1]]))
         else:
-            parts.append("is out of order")
+            out.append(("order",))
+    return out
+
+
+def imagined(rng, right, xs, seen):
+    """A mistake xs does not have but a hasty reader could see, in the words of real ones:
+    a number that is there overlooked ("drops 3"), read twice ("repeats 3") or misread
+    ("has 4 instead of 3", the near number a real change makes), or two neighbours read
+    the wrong way round ("puts 7 before 2"). It names only numbers the list holds exactly
+    as often as the answer does, so it never contradicts a real mistake on the same number,
+    and no swap beside an order mistake already `seen`. None when nothing fits."""
+    kind = rng.choice(("drops", "repeats", "has", "puts"))
+    if kind == "puts":
+        ups = [(xs[i + 1], xs[i]) for i in range(len(xs) - 1) if xs[i] < xs[i + 1]]
+        if not ups or any(m[0] in ("puts", "order") for m in seen):
+            return None
+        return ("puts",) + rng.choice(ups)
+    exact = sorted({v for v in xs if xs.count(v) == right.count(v)})
+    if not exact:
+        return None
+    v = rng.choice(exact)
+    if kind == "has":
+        near = [x for x in range(v - 3, v + 4) if x != v and 0 <= x <= max_num]
+        m = ("has", rng.choice(near), v)
+    else:
+        m = (kind, v)
+    return None if m in seen else m
+
+
+def perceive(rng, right, xs):
+    """The annotator's reading of xs: it overlooks each true mistake with probability
+    miss_rate, and sees one that is not there with probability imagine_rate."""
+    seen = [m for m in mistakes(right, xs) if rng.random() >= miss_rate]
+    if rng.random() < imagine_rate:
+        m = imagined(rng, right, xs, seen)
+        if m:
+            seen.append(m)
+    return seen
+
+
+def cost(seen):
+    """How bad the annotator finds a response: one per mistake, two for a list out of
+    order beyond a neighbour swap (the oracle too charges a move two edits, a swap one)."""
+    return sum(2 if m[0] == "order" else 1 for m in seen)
+
+
+def rationale(seen):
+    """The annotator's phrase for what it saw, following the response's letter
+    ("B drops 7."); for the true mistakes, the words the oracle's answer gives."""
+    if not seen:
+        return "is sorted and complete."
+    parts = [f"has {m[1]} instead of {m[2]}" for m in seen if m[0] == "has"]
+    for verb in ("drops", "repeats", "adds"):
+        vs = [str(m[1]) for m in seen if m[0] == verb]
+        if vs:
+            parts.append(verb + " " + " and ".join(vs))
+    parts += [f"puts {m[1]} before {m[2]}" for m in seen if m[0] == "puts"]
+    parts += ["is out of order" for m in seen if m[0] == "order"]
     return " and ".join(parts) + "."
 
 
-def bt_temperature(diffs, target):
-    """T such that the expected share of Bradley-Terry labels that disagree with the
-    oracle, mean(sigmoid(-|d| / T)), equals target (bisection; it grows with T)."""
-    def expected(t):
-        return sum(1.0 / (1.0 + math.exp(min(700.0, abs(d) / t))) for d in diffs) / len(diffs)
-    lo, hi = 1e-4, 10.0
-    for _ in range(100):
-        mid = math.sqrt(lo * hi)
-        lo, hi = (mid, hi) if expected(mid) < target else (lo, mid)
-    return float(f"{lo:.4g}")  # rounded so that the labels do not hang on the last ulp
-
-
-def write_jsonl(path, records):
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+def annotate(rng, right, a, b):
+    """One judgment of a pair -> (a chosen?, rationale of a, rationale of b). The response
+    the annotator sees fewer (lighter) mistakes in is chosen; a perceived tie goes to a
+    coin from the annotator's own seeded stream."""
+    sa, sb = perceive(rng, right, a), perceive(rng, right, b)
+    ca, cb = cost(sa), cost(sb)
+    a_wins = ca < cb if ca != cb else rng.random() < 0.5
+    return a_wins, rationale(sa), rationale(sb)
 
 
 def generate(seed=seed, out_dir=out_dir):
@@ -164,24 +235,14 @@ def generate(seed=seed, out_dir=out_dir):
     # ones and may repeat: there are just 1000 lists of three digits, and distinct draws
     # left the pairs 84 of them (0.3% of pairs against 31% of test prompts), so the judge
     # never learned to judge a short list (it preferred "2 2 7 9" to "2 7 9" at p = 0.92).
-    def prompt_set(name, n, avoid, repeat=False):
-        """n prompts from the set's own stream, none of them in `avoid`; each joins `avoid`
-        unless repeat (so the sets drawn without repeat are distinct from one another)."""
-        rng, out = random.Random(f"{seed}-{name}"), []
-        while len(out) < n:
-            xs = new_prompt(rng)
-            p = "sort: " + fmt(xs)
-            if p not in avoid:
-                out.append(xs)
-                if not repeat:
-                    avoid.add(p)
-        return out
+    def prompts_of(name, n, avoid, repeat=False):
+        return prompt_set(f"{seed}-{name}", n, new_prompt, prompt_text, avoid, repeat)
     taken = set()
-    test = prompt_set("test", n_test, taken)
-    prompts = prompt_set("prompts", n_prompts, taken)
+    test = prompts_of("test", n_test, taken)
+    prompts = prompts_of("prompts", n_prompts, taken)
     held_out = set(taken)  # pairs never show a test or on-policy prompt
-    sft_xs = prompt_set("sft", n_sft, taken)
-    pair_xs = prompt_set("pairs", n_pairs, held_out, repeat=True)
+    sft_xs = prompts_of("sft", n_sft, taken)
+    pair_xs = prompts_of("pairs", n_pairs, held_out, repeat=True)
 
     # 2) demonstrations: about half right, the rest with one or two mistakes
     rng = random.Random(f"{seed}-sft-responses")
@@ -189,13 +250,13 @@ def generate(seed=seed, out_dir=out_dir):
     for xs in sft_xs:
         right = sorted(xs)
         k = 0 if rng.random() < sft_right else (1 if rng.random() < 0.75 else 2)
-        sft.append({"prompt": "sort: " + fmt(xs), "response": fmt(corrupt(rng, right, k))})
+        sft.append({"prompt": prompt_text(xs), "response": fmt(corrupt(rng, right, k))})
 
-    # 3) pairs of differing oracle score, then Bradley-Terry labels
+    # 3) pairs of differing oracle score
     rng = random.Random(f"{seed}-pair-responses")
     raw, n_plausible = [], 0
     for xs in pair_xs:
-        right, p = sorted(xs), "sort: " + fmt(xs)
+        right, p = sorted(xs), prompt_text(xs)
         plausible = rng.random() < plausible_share
         n_plausible += plausible
         while True:
@@ -214,29 +275,26 @@ def generate(seed=seed, out_dir=out_dir):
         if rng.random() < 0.5:
             a, b = b, a
         raw.append((p, right, a, b, score(p, fmt(a)) - score(p, fmt(b))))
-    T = bt_temperature([d for *_, d in raw], label_noise)
-    rng = random.Random(f"{seed}-labels")
-    pairs, disagree = [], 0
-    for p, right, a, b, d in raw:
-        a_wins = rng.random() < 1.0 / (1.0 + math.exp(-d / T))
-        chosen, rejected = (a, b) if a_wins else (b, a)
-        disagree += (d > 0) != a_wins
-        pairs.append({"prompt": p, "chosen": fmt(chosen), "rejected": fmt(rejected),
-                      "principle": "correctness",
-                      "rationale_chosen": describe(right, chosen),
-                      "rationale_rejected": describe(right, rejected)})
 
-    # 4) write, then train the tokenizer on the folder's text as a trainer would
-    write_jsonl(os.path.join(out_dir, "sft.jsonl"), sft)
-    write_jsonl(os.path.join(out_dir, "pairs.jsonl"), pairs)
-    for name, lists in (("prompts", prompts), ("test", test)):
-        write_jsonl(os.path.join(out_dir, name + ".jsonl"),
-                    [{"prompt": "sort: " + fmt(xs)} for xs in lists])
-    task = load_task(out_dir)
+    # 4) one noisy judgment per pair: the label and both rationales (the annotator, above)
+    rng = random.Random(f"{seed}-annotator")
+    pairs, disagree, misread = [], 0, 0
+    for p, right, a, b, d in raw:
+        a_wins, ra, rb = annotate(rng, right, a, b)
+        disagree += (d > 0) != a_wins
+        misread += (ra != rationale(mistakes(right, a))) + (rb != rationale(mistakes(right, b)))
+        (chosen, rc), (rejected, rr) = ((a, ra), (b, rb)) if a_wins else ((b, rb), (a, ra))
+        pairs.append({"prompt": p, "chosen": fmt(chosen), "rejected": fmt(rejected),
+                      "principle": "correctness", "rationale_chosen": rc,
+                      "rationale_rejected": rr})
+
+    # 5) write, then train the tokenizer on the folder's text as a trainer would
+    task = write_task(out_dir, sft, pairs, [{"prompt": prompt_text(xs)} for xs in prompts],
+                      [{"prompt": prompt_text(xs)} for xs in test])
     tok = train_tokenizer(task.texts(), vocab_size=vocab_size)
     tok.save(os.path.join(out_dir, "tokenizer.json"))
 
-    # 5) checks the trainers rely on
+    # 6) checks the trainers rely on
     numbers = [str(x) for x in range(max_num + 1)]
     for s in ["A", "B"] + numbers + [" " + x for x in numbers]:
         if len(tok.encode(s).ids) != 1:
@@ -245,22 +303,22 @@ def generate(seed=seed, out_dir=out_dir):
         if tok.decode(tok.encode(s).ids) != s:
             raise RuntimeError(f"tokenizer round trip failed on {s!r}")
 
-    # 6) report
+    # 7) report
     sft_full = sum(score(r["prompt"], r["response"]) == 1.0 for r in sft) / len(sft)
     sft_mean = sum(score(r["prompt"], r["response"]) for r in sft) / len(sft)
     print(f"sft.jsonl     {len(sft):5d}  fully right {sft_full:.1%}, "
           f"mean oracle score {sft_mean:.3f}")
     print(f"pairs.jsonl   {len(pairs):5d}  with a plausible-but-wrong response "
-          f"{n_plausible / len(pairs):.1%}; Bradley-Terry T={T}: labels disagreeing with "
-          f"the oracle {disagree / len(pairs):.1%} (target {label_noise:.0%})")
+          f"{n_plausible / len(pairs):.1%}; annotator (misses {miss_rate:.0%} of mistakes, "
+          f"imagines one in {imagine_rate:.0%} of responses) misreads "
+          f"{misread / (2 * len(pairs)):.1%} of responses: labels disagreeing with the "
+          f"oracle {disagree / len(pairs):.1%} (target {label_noise:.0%})")
     print(f"prompts.jsonl {len(prompts):5d}")
     print(f"test.jsonl    {len(test):5d}")
     print(f"tokenizer.json vocab {tok.get_vocab_size()}")
-    for name in ("sft", "pairs", "prompts", "test"):
-        r = {k: v for k, v in task.require(name)[0].items() if not k.startswith("_")}
-        print(f"  {name}: {json.dumps(r)}")
+    print_examples(task)
     return dict(sft=len(sft), pairs=len(pairs), prompts=len(prompts), test=len(test),
-                sft_fully_right=sft_full, label_disagreement=disagree / len(pairs), T=T)
+                sft_fully_right=sft_full, label_disagreement=disagree / len(pairs))
 
 
 def main(argv=None):

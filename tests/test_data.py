@@ -1,9 +1,11 @@
-"""Tests for the data package: the default task, the loader, the HH importer, the helpers.
+"""Tests for the data package: the embedded tasks (sort, words; dedupe's generator), the
+loader, the HH importer, the helpers.
 
     python -m pytest tests/test_data.py -q     (from the repository root; a few seconds)
 """
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,6 +17,8 @@ from data.task import (CHAT_TOKENS, DataError, check_lengths, fully_right_rate, 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SORT = os.path.join(ROOT, "data", "sort")
+WORDS = os.path.join(ROOT, "data", "words")
+COMMITTED = {"sort": SORT, "words": WORDS}  # task name -> folder (data/make_<name>.py)
 
 
 @pytest.fixture(scope="module")
@@ -22,19 +26,57 @@ def task():
     return load_task(SORT)
 
 
+@pytest.fixture(scope="module")
+def words():
+    return load_task(WORDS)
+
+
+@pytest.fixture(scope="module", params=sorted(COMMITTED))
+def any_task(request):
+    return load_task(COMMITTED[request.param])
+
+
 # -----------------------------------------------------------------------------
-# the default task
+# what every committed task keeps
 
 @pytest.mark.e2e
-def test_generator_rebuilds_committed_files_byte_for_byte(tmp_path):
-    out = tmp_path / "sort"
-    subprocess.run([sys.executable, "-m", "data.make_sort", "--out_dir", str(out)],
+@pytest.mark.parametrize("name", sorted(COMMITTED))
+def test_generator_rebuilds_committed_files_byte_for_byte(tmp_path, name):
+    out, folder = tmp_path / name, COMMITTED[name]
+    subprocess.run([sys.executable, "-m", f"data.make_{name}", "--out_dir", str(out)],
                    cwd=ROOT, check=True, capture_output=True)
-    committed = sorted(f for f in os.listdir(SORT) if os.path.isfile(os.path.join(SORT, f)))
+    committed = sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f)))
     assert sorted(os.listdir(out)) == committed
-    for name in committed:
-        with open(os.path.join(SORT, name), "rb") as a, open(out / name, "rb") as b:
-            assert a.read() == b.read(), f"{name} differs from what the generator writes"
+    for file in committed:
+        with open(os.path.join(folder, file), "rb") as a, open(out / file, "rb") as b:
+            assert a.read() == b.read(), f"{file} differs from what the generator writes"
+
+
+def test_sft_demonstrations_are_imperfect(any_task):
+    t = any_task
+    rate = fully_right_rate(t.oracle, t.sft, [r["response"] for r in t.sft])
+    assert 0.4 <= rate <= 0.6
+
+
+def test_prompt_sets_disjoint(any_task):
+    t = any_task
+    sets = {n: {r["prompt"] for r in t.require(n)} for n in ("sft", "pairs", "prompts", "test")}
+    assert len(sets["sft"]) == len(t.sft)
+    assert len(sets["prompts"]) == len(t.prompts) and len(sets["test"]) == len(t.test)
+    assert not sets["test"] & (sets["sft"] | sets["pairs"] | sets["prompts"])
+    assert not sets["prompts"] & (sets["sft"] | sets["pairs"])
+
+
+def test_labels_disagree_with_the_oracle_within_band(any_task):
+    score = any_task.oracle
+    sc = [(score(r["prompt"], r["chosen"]), score(r["prompt"], r["rejected"]))
+          for r in any_task.pairs]
+    assert all(c != r for c, r in sc), "every pair differs in oracle score"
+    assert 0.07 <= sum(c < r for c, r in sc) / len(sc) <= 0.13
+
+
+# -----------------------------------------------------------------------------
+# the default task
 
 
 def test_oracle_known_answers(task):
@@ -53,18 +95,6 @@ def test_oracle_known_answers(task):
         assert 0.0 <= score(p, r) <= 1.0
 
 
-def test_sft_demonstrations_are_imperfect(task):
-    rate = fully_right_rate(task.oracle, task.sft, [r["response"] for r in task.sft])
-    assert 0.4 <= rate <= 0.6
-
-
-def test_prompt_sets_disjoint(task):
-    sets = {n: {r["prompt"] for r in task.require(n)} for n in ("sft", "pairs", "prompts", "test")}
-    assert len(sets["prompts"]) == len(task.prompts) and len(sets["test"]) == len(task.test)
-    assert not sets["test"] & (sets["sft"] | sets["pairs"] | sets["prompts"])
-    assert not sets["prompts"] & (sets["sft"] | sets["pairs"])
-
-
 def test_pairs_cover_every_list_length_the_test_set_has(task):
     """Distinct prompts everywhere left the pairs 0.3% of the three-digit lists (there are
     only 1000) against 31% of test prompts: a judge with no data there preferred
@@ -77,19 +107,75 @@ def test_pairs_cover_every_list_length_the_test_set_has(task):
         assert pairs.get(length, 0) >= 0.10, (length, pairs)
 
 
-def test_pairs_label_noise_within_band(task):
-    score = task.oracle
-    sc = [(score(r["prompt"], r["chosen"]), score(r["prompt"], r["rejected"])) for r in task.pairs]
-    assert all(c != r for c, r in sc), "every pair differs in oracle score"
-    assert all(r["chosen"] != r["rejected"] for r in task.pairs)
-    disagree = sum(c < r for c, r in sc) / len(sc)
-    assert 0.07 <= disagree <= 0.13
-    # the blind spot: rejected answers that are sorted, complete in length, yet wrong
+def test_pairs_hold_plausible_but_wrong_responses(task):
+    """The blind spot: rejected answers that are sorted, complete in length, yet wrong."""
     plausible = sum(
         r["rejected"].split() == sorted(r["rejected"].split(), key=int)
         and len(r["rejected"].split()) == len(r["prompt"].split()) - 1
-        and s < 1.0 for r, (_, s) in zip(task.pairs, sc))
+        and task.oracle(r["prompt"], r["rejected"]) < 1.0 for r in task.pairs)
     assert plausible / len(task.pairs) >= 0.15
+
+
+COMPLETE = "is sorted and complete."
+
+
+def named_mistakes(rationale):
+    """A sort rationale read back -> [(verb, numbers)], one entry per mistake it names:
+    "drops 3 and 5 and puts 7 before 2." -> [("drops", [3]), ("drops", [5]),
+    ("puts", [7, 2])]. Clauses start with a verb; " and 5" continues a list."""
+    if rationale == COMPLETE:
+        return []
+    out = []
+    for clause in re.split(r" and (?=[a-z])", rationale.removesuffix(".")):
+        verb, *rest = clause.split(" ")
+        nums = [int(t) for t in rest if t.isdigit()]
+        if verb in ("drops", "repeats", "adds"):
+            out += [(verb, [n]) for n in nums]
+        else:
+            assert (verb, len(nums)) in (("has", 2), ("puts", 2), ("is", 0)), rationale
+            out.append(("order" if verb == "is" else verb, nums))
+    return out
+
+
+def perceived_cost(rationale):
+    """How bad a rationale says its response is: one per mistake named, two for "is out
+    of order" (a move, which the oracle too charges two edits against a swap's one)."""
+    return sum(2 if verb == "order" else 1 for verb, _ in named_mistakes(rationale))
+
+
+def check_rationales_argue_for_the_chosen(pairs):
+    """The label and both rationales come from one judgment: no pair rejects a response
+    its rationale calls complete while the chosen one's names a mistake, and the chosen
+    rationale never names more (or heavier) mistakes than the rejected one."""
+    for r in pairs:
+        rc, rr = r["rationale_chosen"], r["rationale_rejected"]
+        assert not (rr == COMPLETE and rc != COMPLETE), (r["_line"], rc, rr)
+        assert perceived_cost(rc) <= perceived_cost(rr), (r["_line"], rc, rr)
+
+
+def test_pairs_rationales_argue_for_the_chosen(task):
+    check_rationales_argue_for_the_chosen(task.pairs)
+
+
+def test_rationales_name_numbers_possible_for_their_prompt(task):
+    """Imagined mistakes use real ones' words: a dropped or repeated number is one of the
+    prompt's, an added one is in the response, "puts x before y" names two of the
+    response's numbers, larger first, and "has x instead of y" replaces a number of the
+    prompt by a digit."""
+    for r in task.pairs:
+        prompt = [int(t) for t in r["prompt"].split()[1:]]
+        for side in ("chosen", "rejected"):
+            response = [int(t) for t in r[side].split()]
+            for verb, nums in named_mistakes(r["rationale_" + side]):
+                where = (r["_line"], side, r["rationale_" + side])
+                if verb in ("drops", "repeats"):
+                    assert nums[0] in prompt, where
+                elif verb == "adds":
+                    assert nums[0] in response, where
+                elif verb == "has":
+                    assert nums[1] in prompt and 0 <= nums[0] <= 9, where
+                elif verb == "puts":
+                    assert nums[0] > nums[1] and set(nums) <= set(response), where
 
 
 def test_tokenizer(task):
@@ -111,6 +197,85 @@ def test_train_tokenizer_deterministic():
     a, b = train_tokenizer(texts, vocab_size=300), train_tokenizer(texts, vocab_size=300)
     assert a.to_str() == b.to_str()
     assert a.get_vocab_size() <= 300 and a.token_to_id("<|end|>") == 2
+
+
+# -----------------------------------------------------------------------------
+# the second task, number words: the "Bring your own data" layout (no principle, no
+# rationales, no tokenizer.json)
+
+def test_words_oracle_known_answers(words):
+    score, p = words.oracle, "words: 4521"
+    assert score(p, "four thousand five hundred twenty one") == 1.0
+    for n, answer in ((0, "zero"), (7, "seven"), (14, "fourteen"), (40, "forty"),
+                      (105, "one hundred five"), (1010, "one thousand ten"),
+                      (7000, "seven thousand"), (9999, "nine thousand nine hundred ninety nine")):
+        assert score(f"words: {n}", answer) == 1.0, answer
+    one = pytest.approx(1 - 1 / 6)  # one mistake in six words
+    assert score(p, "four thousand six hundred twenty one") == one      # wrong digit
+    assert score(p, "four thousand five twenty one") == one             # dropped "hundred"
+    assert score(p, "four thousand hundred five twenty one") == one     # swapped neighbours
+    assert score(p, "four thousand five hundred twenty one one") == pytest.approx(1 - 1 / 7)
+    assert score("words: 614", "six hundred forty") == pytest.approx(2 / 3)  # forty/fourteen
+    assert score(p, "four thousand five hundred twenty one ") < 1.0     # not exact
+    assert score(p, "Four thousand five hundred twenty-one") < score(p, "four thousand five")
+    assert score(p, "") == 0.0 and score(p, "hello") == 0.0
+    for bad in ("words: 0123", "words: 10000", "sort: 1 2", "words:  7"):
+        with pytest.raises(ValueError):
+            score(bad, "seven")
+
+
+def test_words_files_hold_only_the_required_fields(words):
+    """No principle, no rationales, no tokenizer: the documented minimum, which jsft.py
+    must handle (it trains a tokenizer, and judges with the default question)."""
+    assert words.tokenizer_file is None and words.principles == ()
+    fields = {"sft": {"prompt", "response"}, "pairs": {"prompt", "chosen", "rejected"},
+              "prompts": {"prompt"}, "test": {"prompt"}}
+    for name, want in fields.items():
+        with open(os.path.join(WORDS, name + ".jsonl"), encoding="utf-8") as f:
+            assert all(set(json.loads(line)) == want for line in f), name
+
+
+def test_words_tokenizer_as_jsft_trains_it(words):
+    """jsft.py trains a BPE of 512 tokens on the folder's text: the decisions A and B must
+    come out as single tokens after the judge prompt (judge.decision_ids raises
+    otherwise), and the longest judge example must fit the default 128-token context
+    (checked on the 100 longest pairs by characters, the only candidates)."""
+    from judge import decision_ids, judge_query
+    from data.chat import add_chat_tokens
+    tok = add_chat_tokens(train_tokenizer(words.texts(), vocab_size=512))
+    decision_ids(tok)
+    longest = sorted(words.pairs, key=lambda r: -len(r["prompt"] + r["chosen"] + r["rejected"]))
+    n = max(len(judge_query(tok, r["prompt"], a, b)) + 1
+            for r in longest[:100] for a, b in ((r["chosen"], r["rejected"]),
+                                                 (r["rejected"], r["chosen"])))
+    assert n <= 128
+
+
+# -----------------------------------------------------------------------------
+# the third task, deduplication: generated where it is needed, never committed
+
+def test_dedupe_generator_writes_a_loadable_task(tmp_path, capsys):
+    from data.make_dedupe import generate
+    out = str(tmp_path / "dedupe")
+    got = generate(out_dir=out, n_sft=200, n_pairs=400, n_prompts=40, n_test=20)
+    t = load_task(out)
+    assert (len(t.sft), len(t.pairs), len(t.prompts), len(t.test)) == (200, 400, 40, 20)
+    assert t.tokenizer_file is None and t.principles == () and "pairs: {" in capsys.readouterr().out
+    score = t.oracle
+    assert score("dedupe: red fox red owl sun fox", "red fox owl sun") == 1.0
+    assert score("dedupe: red fox red owl sun fox", "red fox owl sun fox") == pytest.approx(0.8)
+    assert score("dedupe: red fox red owl", "fox red owl") == pytest.approx(2 / 3)  # kept last
+    assert 0.3 <= got["sft_fully_right"] <= 0.7 and 0.05 <= got["tie_share"] <= 0.4
+    sets = {n: {r["prompt"] for r in getattr(t, n)} for n in ("sft", "pairs", "prompts", "test")}
+    assert not sets["test"] & (sets["sft"] | sets["pairs"] | sets["prompts"])
+    assert not sets["prompts"] & (sets["sft"] | sets["pairs"])
+    # nested pairs, as sort's and words': one mistake apart, never an oracle tie
+    got = generate(out_dir=out, n_sft=20, n_pairs=300, n_prompts=4, n_test=4,
+                   pair_style="nested")
+    t = load_task(out)
+    assert got["tie_share"] == 0.0 and len(t.pairs) == 300
+    assert all(score(r["prompt"], r["chosen"]) != score(r["prompt"], r["rejected"])
+               for r in t.pairs)
 
 
 # -----------------------------------------------------------------------------

@@ -4,8 +4,10 @@
     response "1 3 4 7 9"
 
 score(prompt, response) -> float in [0, 1] plays the paper's external evaluator
-(GPT-4) and is used for evaluation and for labelling the generated pairs, never
-by the trainers. It is self-contained on purpose: a task folder is portable.
+(GPT-4) and is used for evaluation and by the generator (data/make_sort.py), which keeps
+pairs it scores differently and whose simulated annotator perceives, noisily, the
+mistakes its answer defines; never by the trainers. It is self-contained on purpose: a
+task folder is portable.
 
 Scoring:
 - 1.0 only for the exact answer: the sorted numbers, single spaces, no other text.
