@@ -41,7 +41,8 @@ defaults = dict(
     out_dir="out/jsft",      # where ckpt.pt goes
     init="scratch",          # scratch | a checkpoint | a GPT-2 folder (HF layout)
     judge_ratio=0.7,         # fraction of each batch that is judge examples (0 = plain SFT)
-    sft_warmup=0.0,          # share of max_steps trained on sft.jsonl alone before the mix
+    sft_warmup=0.25,         # share of max_steps trained on sft.jsonl alone before the mix:
+                             # a judge from scratch cannot learn a task it cannot yet read
     rationale=True,          # judge targets: decision + a short rationale (False: decision only)
     decision_weight=0.5,     # with a rationale: the decision's share of a judge example's loss
     pair_orders=True,        # both orders of a pair in the same batch (False: drawn apart)
@@ -68,12 +69,13 @@ defaults = dict(
     skip_bad_lines=False,    # skip malformed data lines (counted) instead of stopping
     bench=False,             # time training steps on real batches, print figures, save nothing
 )
-limits = dict(judge_ratio="[0, 1]", decision_weight="[0, 1]", n_layer="[1, inf)",
-              n_head="[1, inf)", n_embd="[1, inf)", block_size="[8, inf)", pos=("rope", "learned"),
-              dropout="[0, 1)", vocab_size="[259, inf)", max_steps="[1, inf)",
-              batch_size="[1, inf)", grad_accum="[1, inf)", lr="(0, inf)", min_lr="[0, inf)",
-              warmup_steps="[0, inf)", weight_decay="[0, inf)", grad_clip="(0, inf)",
-              eval_interval="[0, inf)", eval_prompts="[0, inf)")
+limits = dict(judge_ratio="[0, 1]", sft_warmup="[0, 1)", decision_weight="[0, 1]",
+              n_layer="[1, inf)", n_head="[1, inf)", n_embd="[1, inf)", block_size="[8, inf)",
+              pos=("rope", "learned"), dropout="[0, 1)", vocab_size="[259, inf)",
+              max_steps="[1, inf)", batch_size="[1, inf)", grad_accum="[1, inf)",
+              lr="(0, inf)", min_lr="[0, inf)", warmup_steps="[0, inf)",
+              weight_decay="[0, inf)", grad_clip="(0, inf)", eval_interval="[0, inf)",
+              eval_prompts="[0, inf)")
 # the model's shape comes from the checkpoint on --resume; these flags cannot change it
 SHAPE = ("init", "n_layer", "n_head", "n_embd", "block_size", "pos", "vocab_size")
 
@@ -215,8 +217,9 @@ def train_step(model, opt, cfg, step, judge_pairs, sft, device):
 
 def draw_batch(cfg, step, micro, judge_pairs, sft):
     """A batch in two parts, each with the decision weight its loss takes: [(judge
-    examples, cfg.judge_ratio of the batch; cfg.decision_weight), (SFT examples; None)],
-    a function of (seed, step, micro) alone, so --resume continues the same run. judge_pairs: one
+    examples, cfg.judge_ratio of the batch, none in the first cfg.sft_warmup of the steps;
+    cfg.decision_weight), (SFT examples; None)], a function of (seed, step, micro) alone,
+    so --resume continues the same run. judge_pairs: one
     list of two examples (both orders) per pair. With cfg.pair_orders both orders of each
     drawn pair sit in the batch: the gradient sees the same two responses answered "A"
     one way round and "B" the other, so what it rewards is telling the responses apart,
@@ -225,7 +228,7 @@ def draw_batch(cfg, step, micro, judge_pairs, sft):
 
     def pick(xs, n):  # randint refuses an empty range even for zero draws
         return [xs[i] for i in torch.randint(len(xs), (n,), generator=g)] if n else []
-    ratio = 0.0 if step < cfg.sft_warmup * cfg.max_steps else cfg.judge_ratio  # --sft_warmup
+    ratio = 0.0 if step < cfg.sft_warmup * cfg.max_steps else cfg.judge_ratio
     n_judge = round(cfg.batch_size * ratio) if sft else cfg.batch_size
     n_pairs = n_judge // 2 if judge_pairs else 0  # judge examples come two at a time
     if cfg.pair_orders:

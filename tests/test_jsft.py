@@ -93,7 +93,7 @@ def test_batches_hold_both_orders_of_each_judge_pair_and_the_ratio():
     sft = [([90, 3, 4], [IGNORE_INDEX, 3, 4])] * 7
     for paired in (True, False):
         cfg = jsft.parse_flags(jsft.defaults, ["--batch_size=20", "--judge_ratio=0.7",
-                                               f"--pair_orders={paired}"])
+                                               "--sft_warmup=0", f"--pair_orders={paired}"])
         (judge, w), (rest, w_sft) = jsft.draw_batch(cfg, 5, 0, pairs, sft)
         assert (w, w_sft) == (cfg.decision_weight, None)        # each part with its weight
         assert len(judge) + len(rest) == 20 and all(x[0] == 90 for x, _ in rest)
@@ -107,6 +107,18 @@ def test_batches_hold_both_orders_of_each_judge_pair_and_the_ratio():
 
 
 @pytest.mark.exercise("example_loss")
+def test_sft_warmup_holds_the_judge_back_for_its_share_of_the_steps():
+    """--sft_warmup=0.25 of 100 steps: steps 0-24 are all demonstrations (a judge from
+    scratch cannot learn a task it cannot read yet), then the judge_ratio mix."""
+    pairs = [[([10 + i, 1], [IGNORE_INDEX, 1]), ([10 + i, 2], [IGNORE_INDEX, 2])]
+             for i in range(50)]
+    sft = [([90, 3, 4], [IGNORE_INDEX, 3, 4])] * 7
+    cfg = jsft.parse_flags(jsft.defaults, ["--batch_size=20", "--max_steps=100",
+                                           "--sft_warmup=0.25"])
+    judged = [len(jsft.draw_batch(cfg, step, 0, pairs, sft)[0][0]) for step in range(100)]
+    assert judged[:25] == [0] * 25 and judged[25:] == [14] * 75
+
+
 def test_batch_loss_over_parts_equals_one_padded_batch():
     """Padding each part (judge, SFT) on its own is a speed-up, not a change: the loss is
     the same as for the whole batch padded together, every example weighing once."""
@@ -172,7 +184,10 @@ def test_lr_warmup_then_cosine_to_min_lr():
 def test_tiny_run_saves_and_resumes(tmp_path):
     data = write_small_sort(tmp_path / "task")
     out = str(tmp_path / "jsft")
-    jsft.main(["--data", data, "--max_steps=3", "--out_dir", out] + TINY)
+    # the SFT warm-up, like the cosine, is a share of max_steps: resuming with a larger
+    # max_steps is another schedule, so this comparison leaves the warm-up out
+    flags = TINY + ["--sft_warmup=0"]
+    jsft.main(["--data", data, "--max_steps=3", "--out_dir", out] + flags)
     ckpt = os.path.join(out, "ckpt.pt")
     model, tok, meta = load_checkpoint(ckpt)
     assert meta["step"] == 3 and meta["stage"] == "jsft" and meta["optimizer"] is not None
@@ -180,7 +195,7 @@ def test_tiny_run_saves_and_resumes(tmp_path):
     assert decision_ids(tok) == decision_ids(load_tokenizer(SORT))
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
-    jsft.main(["--data", data, "--max_steps=5", "--out_dir", out, "--resume"] + TINY)
+    jsft.main(["--data", data, "--max_steps=5", "--out_dir", out, "--resume"] + flags)
     model, _, meta = load_checkpoint(ckpt)
     assert meta["step"] == 5
     after = model.state_dict()
@@ -188,7 +203,7 @@ def test_tiny_run_saves_and_resumes(tmp_path):
     # batches are a function of (seed, step) and the optimizer state is restored, so
     # 3 steps + resume to 5 is the same run as 5 steps straight
     straight = str(tmp_path / "straight")
-    jsft.main(["--data", data, "--max_steps=5", "--out_dir", straight] + TINY)
+    jsft.main(["--data", data, "--max_steps=5", "--out_dir", straight] + flags)
     ref = load_checkpoint(os.path.join(straight, "ckpt.pt"))[0].state_dict()
     for k in ref:
         torch.testing.assert_close(after[k], ref[k], atol=1e-6, rtol=0)
