@@ -237,9 +237,14 @@ def policy_report(model, tok, task, prompts, seed, judge=True):
     return out
 
 
-# what jsft.py's verdict on its judge rests on: agreement below CHANCE is little better
-# than a coin; TRUSTED and FLIPS are the targets a judge for stage 2 should meet
-CHANCE, TRUSTED, FLIPS = 0.65, 0.85, 0.10
+# what jsft.py's verdict on its judge rests on: agreement below CHANCE, or decisions that
+# follow the position on more than CHANCE_FLIPS of the pairs, are little better than a
+# coin (selfjudge.py refuses such a judge); TRUSTED and FLIPS are the targets to meet
+CHANCE, CHANCE_FLIPS, TRUSTED, FLIPS = 0.65, 0.35, 0.85, 0.10
+
+
+def near_chance(agreement, flips):
+    return agreement < CHANCE or flips > CHANCE_FLIPS
 
 
 def verdict(r):
@@ -254,7 +259,7 @@ def verdict(r):
         agree = None
     if agree is not None:
         seen = f"{agree:.1%} agreement on {on}, position flips {flips:.1%}"
-        if agree < CHANCE or flips > 0.35:
+        if near_chance(agree, flips):
             lines.append(f"verdict: the judge is NEAR CHANCE ({seen}). Self-training on its "
                          "judgments would learn from coin flips, and its confidence filter "
                          "may keep no pair at all. Try more steps (--max_steps), a larger "

@@ -1,17 +1,33 @@
 #!/usr/bin/env bash
-# The whole pipeline on the default task, in run order (about 5 minutes on 2 CPU cores):
-#   stage 1  JSFT                               -> out/jsft/ckpt.pt
-#   stage 2  SELF-JUDGE (on-policy)             -> out/selfjudge/ckpt.pt
-#   baseline DPO on pairs.jsonl, same steps     -> out/dpo/ckpt.pt
-#   results  self-rejection on JSFT, then the table over all three (+ best-of-N)
-# Usage: bash run.sh [SEED]    (extra flags for every stage: FLAGS="--device=cuda" bash run.sh)
+# The whole pipeline on one task, in run order (about 10 minutes on 2 CPU cores):
+#   stage 1   JSFT                                         -> out/jsft/ckpt.pt
+#   stage 2   SELF-JUDGE (on-policy)                       -> out/selfjudge
+#             and the paper's comparisons, same steps:      off-policy, offline DPO, RAFT
+#   results   self-rejection (best-of-N) on JSFT, the table over all five models
+#   lesson    a weaker judge (a third of the steps) self-trained aggressively and by default
+#   pictures  out/img/*.svg
+# Usage: bash run.sh [SEED]
+#   DATA=data/words bash run.sh      another task folder (default data/sort)
+#   OUT=out/seed2 bash run.sh 2      another output folder
+#   FLAGS="--device=cuda" bash run.sh   extra flags for every stage
 set -euo pipefail
 cd "$(dirname "$0")"
 SEED=${1:-1337}
-FLAGS=${FLAGS:-}
+DATA=${DATA:-data/sort}
 OUT=${OUT:-out}
-python jsft.py --seed=$SEED --out_dir=$OUT/jsft $FLAGS
-python selfjudge.py --seed=$SEED --init=$OUT/jsft/ckpt.pt --out_dir=$OUT/selfjudge $FLAGS
-python selfjudge.py --seed=$SEED --init=$OUT/jsft/ckpt.pt --out_dir=$OUT/dpo --mode=offline $FLAGS
-python evaluate.py --seed=$SEED --ckpt=$OUT/jsft/ckpt.pt --best_of=16 $FLAGS
-python evaluate.py --seed=$SEED --report=$OUT/jsft,$OUT/dpo,$OUT/selfjudge $FLAGS
+FLAGS=${FLAGS:-}
+S="--seed=$SEED --data=$DATA $FLAGS"
+python jsft.py $S --out_dir=$OUT/jsft
+python selfjudge.py $S --init=$OUT/jsft/ckpt.pt --out_dir=$OUT/selfjudge
+python selfjudge.py $S --init=$OUT/jsft/ckpt.pt --out_dir=$OUT/offpolicy --mode=offpolicy
+python selfjudge.py $S --init=$OUT/jsft/ckpt.pt --out_dir=$OUT/dpo --mode=offline
+python selfjudge.py $S --init=$OUT/jsft/ckpt.pt --out_dir=$OUT/raft --mode=raft
+python evaluate.py $S --ckpt=$OUT/jsft/ckpt.pt --best_of=16
+python evaluate.py $S --report=$OUT/jsft,$OUT/dpo,$OUT/offpolicy,$OUT/raft,$OUT/selfjudge
+# the over-optimisation lesson: a weaker judge, pushed hard, and by the defaults (both
+# allowed to run even if the judge is near chance, which selfjudge.py otherwise refuses)
+python jsft.py $S --max_steps=1000 --out_dir=$OUT/weak
+W="--init=$OUT/weak/ckpt.pt --max_steps=200 --allow_weak_judge"
+python selfjudge.py $S $W --out_dir=$OUT/overopt --lr=1e-4 --beta=0.1 --min_confidence=0
+python selfjudge.py $S $W --out_dir=$OUT/overopt_guard
+python plot.py --runs=$OUT --to=$OUT/img --task=$(basename $DATA)

@@ -34,7 +34,8 @@ from common import (get_device, load_checkpoint, metrics_log, out_dir_ready, par
                     resume_from, save_checkpoint)
 from data.chat import encode_query, encode_response
 from data.task import DataError, check_lengths, load_task, n_held_out
-from evaluate import eval_policy, heldout_logps, step_diagnostics, step_stats
+from evaluate import (eval_policy, heldout_judgment, heldout_logps, near_chance,
+                      step_diagnostics, step_stats)
 from judge import fit_prompts, judge_by_principles, task_principles, tournament
 from model import GPT, GPTConfig
 from sample import response_logps, sample_responses
@@ -72,6 +73,8 @@ defaults = dict(
     ckpt_interval=25,          # save ckpt.pt every this many steps (and at the end)
     seed=1337,                 # seeds every sample, pick and pairing: a run repeats exactly
     device="auto",             # auto: cuda, then mps, then cpu
+    allow_weak_judge=False,    # train even if the judge is near chance on the held-out
+                               # labelled pairs (refused by default: it does harm)
     resume=False,              # continue from out_dir/ckpt.pt
     skip_bad_lines=False,      # skip malformed or too long data lines (counted), not stop
 )
@@ -326,6 +329,25 @@ def load_models(cfg, device):
     return policy, ref, tok, step, opt_state
 
 
+def check_judge(run, task):
+    """Before any training, the judge on the held-out labelled pairs (no oracle needed):
+    a judge near chance there is refused, since training on its judgments does harm (a
+    judge at 67% agreement with half its decisions following the position took the
+    sort policy from 0.76 to 0.60 in 300 steps; README, the over-optimisation lesson)."""
+    with run.judge() as j:
+        h = heldout_judgment(j, run.tok, task)
+    if not h or not h["label_pairs"]:
+        return
+    seen = (f"agrees with the labels of {h['label_pairs']} held-out pairs on "
+            f"{h['label_agreement']:.1%}, decisions following the position on "
+            f"{h['label_flips']:.1%}")
+    print(f"judge: {seen}")
+    if near_chance(h["label_agreement"], h["label_flips"]) and not run.cfg.allow_weak_judge:
+        raise ValueError(f"the judge is near chance ({seen}): self-training on its judgments "
+                         "would do harm. Train it further (jsft.py's last lines say how it "
+                         "stands), or pass --allow_weak_judge to see what happens")
+
+
 def learn(run, examples, step):
     """d) and e): the mode's loss on the step's examples, then one optimizer step (the
     learning rate warms up linearly, then stays constant)."""
@@ -413,6 +435,8 @@ def main(argv=None):
     run = SimpleNamespace(cfg=cfg, policy=policy, reference=reference, judge=judge, tok=tok,
                           opt=opt, params=params, prompts=prompts, n_new=n_new, device=device,
                           principles=principles, judge_fn=None, pool=None)
+    if cfg.mode != "offline":  # offline DPO needs no judge
+        check_judge(run, task)
     oracle = task.get_oracle()
     g0 = torch.Generator(device=device).manual_seed(cfg.seed)
     with reference() as r0:

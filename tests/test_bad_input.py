@@ -26,7 +26,8 @@ from data.task import DataError
 TINY_JSFT = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=8", "--eval_interval=0",
              "--eval_prompts=4", "--block_size=256", "--device=cpu"]
 TINY_SJ = ["--max_steps=1", "--batch_size=4", "--eval_interval=1", "--eval_prompts=4",
-           "--max_new_tokens=8", "--cutoff=keep", "--min_confidence=0", "--device=cpu"]
+           "--max_new_tokens=8", "--cutoff=keep", "--min_confidence=0", "--device=cpu",
+           "--allow_weak_judge"]  # an untrained judge is near chance
 pytestmark = pytest.mark.e2e  # each case runs a script's main as a user would
 
 # 245 numbers: the query fits the 256-token context, its judge prompt does not

@@ -31,7 +31,7 @@ from sample import rows_per_chunk
 TINY_JSFT = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=8", "--max_steps=2",
              "--eval_interval=0", "--eval_prompts=4", "--block_size=256"]
 TINY_SJ = ["--max_steps=2", "--batch_size=4", "--eval_interval=1", "--eval_prompts=4",
-           "--max_new_tokens=8", "--cutoff=keep", "--min_confidence=0"]
+           "--max_new_tokens=8", "--cutoff=keep", "--min_confidence=0", "--allow_weak_judge"]
 MODES = ("onpolicy", "offpolicy", "offline", "raft")
 
 
@@ -232,7 +232,8 @@ def test_real_model_recipe_runs_every_stage_without_an_oracle(tmp_path, capsys):
 
     # self-training, the DPO baseline, and rejection-sampling fine-tuning
     sj = ["--data", task, "--init", ckpt, "--max_steps=2", "--batch_size=4", "--max_new_tokens=4",
-          "--eval_interval=1", "--min_confidence=0", "--cutoff=keep", "--device=cpu"]
+          "--eval_interval=1", "--min_confidence=0", "--cutoff=keep", "--device=cpu",
+          "--allow_weak_judge"]  # a 2-step judge
     for mode in ("onpolicy", "offline", "raft"):
         if mode == "onpolicy":  # a prompt too long to judge: refused naming its line
             with pytest.raises(DataError, match=r"prompts\.jsonl:\d+: its judge prompt"):

@@ -29,7 +29,8 @@ TINY_JSFT = ["--n_layer=1", "--n_embd=32", "--n_head=2", "--batch_size=8", "--ev
              "--eval_prompts=4", "--block_size=256", "--device=cpu"]
 # an untrained judge is never confident: --min_confidence=0 lets its pairs train
 TINY_SJ = ["--max_steps=2", "--batch_size=4", "--eval_interval=1", "--eval_prompts=4",
-           "--max_new_tokens=8", "--cutoff=keep", "--min_confidence=0", "--device=cpu"]
+           "--max_new_tokens=8", "--cutoff=keep", "--min_confidence=0", "--device=cpu",
+           "--allow_weak_judge"]  # an untrained judge is near chance
 STEP_KEYS = {"step", "loss", "margin", "reward_acc", "logp_chosen", "logp_rejected"}
 
 
@@ -630,3 +631,18 @@ def test_a_judge_never_trained_to_judge_is_refused(task_and_ckpt, tmp_path):
     with pytest.raises(ValueError, match="trained with --judge_ratio=0: it never learned to "
                                          "judge"):
         run_selfjudge((data, str(tmp_path / "sft" / "ckpt.pt")), tmp_path / "sj")
+
+
+def test_a_judge_near_chance_is_refused_before_training(task_and_ckpt, tmp_path):
+    """Self-training on a weak judge did harm (a 67% judge took the sort policy from 0.76
+    to 0.60 in 300 steps): a judge near chance on the held-out labelled pairs is now
+    refused before any step, unless --allow_weak_judge; offline DPO needs no judge."""
+    flags = [f for f in TINY_SJ if f != "--allow_weak_judge"]
+    data, ckpt = task_and_ckpt
+    with pytest.raises(ValueError, match=r"the judge is near chance \(agrees with the labels "
+                                         r"of 30 held-out pairs on .*--allow_weak_judge"):
+        selfjudge.main(["--data", data, "--init", ckpt, "--out_dir", str(tmp_path / "a")]
+                       + flags)
+    assert not os.path.exists(tmp_path / "a" / "ckpt.pt")
+    selfjudge.main(["--data", data, "--init", ckpt, "--out_dir", str(tmp_path / "b"),
+                    "--mode=offline"] + flags)
