@@ -183,6 +183,18 @@ def figures(cfg):
                              "defaults: oracle score", COLORS[0])
             + seeds_and_mean(roots, "overopt_guard", "eval_judge_pref", "defaults: judge_pref",
                              COLORS[0], dash=True))
+    why = (seeds_and_mean(roots, "overopt", "oracle_agree_kept", "aggressive: judge right",
+                          COLORS[1], cfg.smooth)
+           + seeds_and_mean(roots, "overopt", "judge_flips", "aggressive: position flips",
+                            COLORS[1], cfg.smooth, dash=True)
+           + seeds_and_mean(roots, "overopt_guard", "oracle_agree_kept", "defaults: judge right",
+                            COLORS[0], cfg.smooth)
+           + seeds_and_mean(roots, "overopt_guard", "judge_flips", "defaults: position flips",
+                            COLORS[0], cfg.smooth, dash=True))
+    if why:
+        out[f"{task}_overopt_judge.svg"] = line_chart(
+            why, f"{task}: why: is the weak judge right on the pairs each step trains on?", "step",
+            f"share (mean of {cfg.smooth} steps)", ylim=(0, 1))
     if over:
         out[f"{task}_overopt.svg"] = line_chart(
             over, f"{task}: over-optimising a weak judge, and the defaults' guard", "step",
