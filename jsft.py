@@ -7,7 +7,6 @@ answer is a single token, A or B. Each pair is shown in both orders.
     python jsft.py --judge_ratio=0                   # plain SFT, for comparison
     python jsft.py --rationale=False                 # the judge answers with the decision only
     python jsft.py --init=path/to/gpt2 --data=my_task --max_steps=2000 --lr=5e-5
-    python jsft.py --bench                           # seconds per step, tokens per step
     torchrun --standalone --nproc_per_node=2 jsft.py # data parallel: each rank takes its
                                                      # share of every batch
 
@@ -68,7 +67,6 @@ defaults = dict(
     device="auto",           # auto: cuda, then mps, then cpu
     resume=False,            # continue from out_dir/ckpt.pt
     skip_bad_lines=False,    # skip malformed data lines (counted) instead of stopping
-    bench=False,             # time training steps on real batches, print figures, save nothing
 )
 limits = dict(judge_ratio="[0, 1]", sft_warmup="[0, 1)", decision_weight="[0, 1]",
               n_layer="[1, inf)", n_head="[1, inf)", n_embd="[1, inf)", block_size="[8, inf)",
@@ -361,37 +359,6 @@ def train(model, opt, tok, cfg, ex, start, device):
     return ckpt_path
 
 
-def bench(model, opt, cfg, judge_pairs, sft, device, n_steps=20):
-    """Times n_steps training steps on real batches (after 3 untimed ones) and prints what
-    a step costs: seconds, tokens fed (padding included) and real tokens, and the time
-    max_steps would take. The steps are the mix's, after the SFT warm-up, which is
-    cheaper (demonstrations only). Trains the model it is given; saves nothing."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    net = ddp_wrap(model, device)  # under torchrun: the step the ranks take together
-    first = math.ceil(cfg.sft_warmup * cfg.max_steps)
-    for i in range(first, first + 3 + n_steps):
-        if i == first + 3:
-            sync()
-            t0 = time.time()
-        train_step(net, opt, cfg, i, judge_pairs, sft, device)
-    sync()
-    dt = (time.time() - t0) / n_steps
-    fed = real = 0  # the same timed steps' batches, drawn again (a batch is a function of
-    for i in range(first + 3, first + 3 + n_steps):  # the step), counted outside the timing
-        for micro in range(cfg.grad_accum):
-            for part, _ in draw_batch(cfg, i, micro, judge_pairs, sft):
-                lens = [len(x) - 1 for x, _ in part]
-                fed, real = fed + max(lens, default=0) * len(lens), real + sum(lens)
-    out = dict(step_s=dt, tokens_per_step=fed / n_steps, real_tokens_per_step=real / n_steps)
-    print(f"bench: {dt * 1e3:.0f} ms per step ({n_steps} steps of {cfg.batch_size} x "
-          f"{cfg.grad_accum} examples, {torch.get_num_threads()} threads, device {device}); "
-          f"{fed / n_steps:.0f} tokens fed per step, {real / n_steps:.0f} of them real "
-          f"({1 - real / max(fed, 1):.0%} padding); {fed / n_steps / dt:.0f} tokens/s; "
-          f"--max_steps={cfg.max_steps} would train for about {dt * cfg.max_steps:.0f}s "
-          f"(less: the first {first} steps are the cheaper SFT warm-up)")
-    return out
-
-
 # -----------------------------------------------------------------------------
 # the run
 
@@ -437,9 +404,6 @@ def main(argv=None):
                            evaluate_defaults["max_new_tokens"], task_principles(task),
                            "held-out prompts", cfg.skip_bad_lines)[0]
                if task.oracle is not None else [])
-    if cfg.bench:
-        return bench(model, opt, cfg, ex["judge"][0], ex["sft"][0], device)
-
     # 3) train
     if rank == 0:
         out_dir_ready(cfg.out_dir)

@@ -5,7 +5,6 @@ prompt, which DPO compares).
 
     python sample.py --ckpt out/jsft/ckpt.pt --prompt "sort: 7 3 9 1 4" --num_samples 4
     python sample.py --ckpt path/to/gpt2-folder --prompt "Hello, I am"   # plain continuation
-    python sample.py --bench                     # tokens/s with and without the cache
 
 Library use: `generate(model, prompts, max_new_tokens, ...)` takes token-id lists of any
 lengths and returns, per row, the new tokens, their log-probabilities and whether the
@@ -14,13 +13,12 @@ row stopped on its own; `sample_responses` does it for chat prompts, and
 """
 import os
 import sys
-import time
 
 import torch
 
 from common import autocast, check_vocab, get_device, load_checkpoint, parse_flags
 from data.chat import chat_ids, decode_response, encode_query, load_tokenizer
-from model import GPT, GPTConfig, KVCache
+from model import GPT, KVCache
 
 # -----------------------------------------------------------------------------
 # settings (override with --name=value)
@@ -34,12 +32,9 @@ defaults = dict(
     top_p=1.0,                # keep the smallest set with this much probability; 1.0 = off
     seed=1337,                # seeds the sampler's torch.Generator
     device="auto",            # auto: cuda, then mps, then cpu
-    bench=False,              # print sampling and training speed instead of sampling
-    bench_layers=12,          # layers of the GPT-2-small-shaped model for --bench
-    bench_batch=1,            # rows per batch for --bench sampling
 )
 limits = dict(num_samples="[1, inf)", max_new_tokens="[1, inf)", temperature="[0, inf)",
-              top_k="[0, inf)", top_p="(0, 1]", bench_layers="[1, inf)", bench_batch="[1, inf)")
+              top_k="[0, inf)", top_p="(0, 1]")
 
 
 # -----------------------------------------------------------------------------
@@ -79,6 +74,26 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
 
 
 @torch.no_grad()
+def check_prompts(prompts, block_size):
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("generate: every prompt needs at least one token")
+    longest = max(len(p) for p in prompts)
+    if longest >= block_size:
+        raise ValueError(f"generate: a prompt of {longest} tokens leaves no room in the "
+                         f"model's context of {block_size} tokens")
+
+
+def last_logits(model, seqs, cache=None):
+    """The next-token logits (b, V) after each of seqs (token-id lists of any lengths):
+    one forward pass over the right-padded batch, read at each row's last real token.
+    With a cache, the rows' real tokens enter it (a prefill)."""
+    device = next(model.parameters()).device
+    lens = torch.tensor([len(s) for s in seqs], device=device)
+    with autocast(device):
+        h = model.hidden(pad_right(seqs, device=device), cache, lengths=lens)  # (b, T, C)
+        return model.lm_head(h[torch.arange(len(seqs), device=device), lens - 1]).float()
+
+
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
              eos_id=None, use_cache=True, generator=None):
     """Sample continuations of a batch of prompts (lists of token ids, any lengths).
@@ -95,33 +110,25 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
     """
     if len(prompts) == 0:
         return [], [], []
-    if any(len(p) == 0 for p in prompts):
-        raise ValueError("generate: every prompt needs at least one token")
-    block = model.config.block_size
-    longest = max(len(p) for p in prompts)
-    if longest >= block:
-        raise ValueError(f"generate: a prompt of {longest} tokens leaves no room in the "
-                         f"model's context of {block} tokens")
+    check_prompts(prompts, model.config.block_size)
     device = next(model.parameters()).device
     B = len(prompts)
-    lens = torch.tensor([len(p) for p in prompts], device=device)
     # new tokens each row may take; on the host, as the per-row bookkeeping below is:
     # indexing a device tensor row by row costs a kernel launch per row and step on a GPU
-    budget = [min(block - len(p), max_new_tokens) for p in prompts]
+    budget = [min(model.config.block_size - len(p), max_new_tokens) for p in prompts]
     out = [[] for _ in range(B)]
     logps = [[] for _ in range(B)]
     stopped = [False] * B
     active = torch.arange(B, device=device)  # original row index of each row still running
 
-    # 1) prefill: right-padded prompts; each row's next-token logits sit at its last token
-    idx = pad_right(prompts, device=device)
+    # 1) prefill: each row's next-token logits, its real tokens in the cache
     cache = None
     if use_cache:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        cache = KVCache(model.config, B, min(block, longest + max_new_tokens), device, dtype)
-    with autocast(device):
-        h = model.hidden(idx, cache, lengths=lens)            # (B, T, C); cache counts lens
-        logits = model.lm_head(h[torch.arange(B, device=device), lens - 1]).float()  # (B, V)
+        longest = max(len(p) for p in prompts)
+        cache = KVCache(model.config, B, min(model.config.block_size, longest + max_new_tokens),
+                        device, dtype)
+    logits = last_logits(model, prompts, cache)                         # (B, V)
 
     # 2) decode one token per step for the rows still running
     # --- exercise decode_loop (solution below) ---
@@ -141,18 +148,13 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
             break
         keep = torch.tensor([i for i, d in enumerate(done) if not d], device=device)
         active, nxt = active[keep], nxt[keep]
-        with autocast(device):
-            if use_cache:
-                if len(keep) < len(done):
-                    cache.keep(keep)
-                logits, _ = model(nxt[:, None], cache=cache)
-                logits = logits[:, -1]
-            else:
-                seqs = [prompts[r] + out[r] for r in active.tolist()]
-                idx = pad_right(seqs, device=device)
-                last = torch.tensor([len(s) - 1 for s in seqs], device=device)
-                h = model.hidden(idx)
-                logits = model.lm_head(h[torch.arange(len(seqs), device=device), last]).float()
+        if use_cache:
+            if len(keep) < len(done):
+                cache.keep(keep)
+            with autocast(device):
+                logits = model(nxt[:, None], cache=cache)[0][:, -1]     # (b, V)
+        else:  # the reference: the whole sequence again
+            logits = last_logits(model, [prompts[r] + out[r] for r in active.tolist()])
     # --- end exercise ---
     return out, [torch.tensor(l, dtype=torch.float32) for l in logps], stopped
 
@@ -216,61 +218,9 @@ def response_logps(model, queries, responses, device):
     # --- end exercise ---
 
 
-# -----------------------------------------------------------------------------
-# benchmark: the cache against recomputation, and training throughput
-
-def bench(cfg, device):
-    torch.manual_seed(0)
-    config = GPTConfig(vocab_size=50257, block_size=1024, n_layer=cfg.bench_layers,
-                       n_head=12, n_embd=768)
-    model = GPT(config).to(device).eval()
-    print(f"GPT-2-small shape, {cfg.bench_layers} layers: {model.num_params() / 1e6:.1f}M "
-          f"parameters, device {device}, {torch.get_num_threads()} threads")
-    n_new, B = 256, cfg.bench_batch
-    prompts = [list(range(100 + b, 116 + b)) for b in range(B)]  # 16-token prompts
-
-    def timed(use_cache):
-        generate(model, prompts, 8, temperature=0, use_cache=use_cache)  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.time()
-        toks, _, _ = generate(model, prompts, n_new, temperature=0, use_cache=use_cache)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return toks, time.time() - t0
-
-    toks_c, t_c = timed(True)
-    toks_u, t_u = timed(False)
-    n = sum(len(t) for t in toks_c)
-    print(f"sampling {n_new} new tokens x {B} rows: cached {n / t_c:8.1f} tok/s, "
-          f"uncached {n / t_u:8.1f} tok/s, speed-up {t_u / t_c:.1f}x, "
-          f"greedy outputs identical: {toks_c == toks_u}")
-
-    # training: forward + backward + AdamW step on (B, T) batches
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    Bt, T = 4, 256
-    x = torch.randint(0, config.vocab_size, (Bt, T + 1), device=device)
-    for i in range(4):  # 1 warm-up step, 3 timed
-        if i == 1:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.time()
-        with autocast(device):
-            _, loss = model(x[:, :-1], x[:, 1:])
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    print(f"training (B={Bt}, T={T}, fwd+bwd+AdamW): {3 * Bt * T / (time.time() - t0):.1f} tok/s")
-
-
 def main(argv=None):
     cfg = parse_flags(defaults, argv, __file__, limits)
     device = get_device(cfg.device)
-    if cfg.bench:
-        return bench(cfg, device)
     chat = not os.path.isdir(cfg.ckpt)
     if chat:  # our checkpoint: the chat format, stop at <|end|>
         model, tok, _ = load_checkpoint(cfg.ckpt)

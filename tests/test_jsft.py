@@ -254,9 +254,10 @@ def test_plain_sft_with_judge_ratio_zero_runs(tmp_path):
 
 @pytest.mark.e2e
 def test_bench_times_real_batches_and_saves_nothing(tmp_path, capsys):
+    import bench
     data = write_small_sort(tmp_path / "task")
     out = tmp_path / "jsft"
-    r = jsft.main(["--data", data, "--bench", "--out_dir", str(out)] + TINY)
+    r = bench.main(["jsft", "--data", data, "--out_dir", str(out)] + TINY)
     assert not out.exists()
     # 8 examples a step: 6 judge examples of ~30 tokens and 2 SFT ones of ~12; padding
     # only adds
