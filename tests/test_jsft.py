@@ -119,6 +119,7 @@ def test_sft_warmup_holds_the_judge_back_for_its_share_of_the_steps():
     assert judged[:25] == [0] * 25 and judged[25:] == [14] * 75
 
 
+@pytest.mark.exercise("example_loss")
 def test_batch_loss_over_parts_equals_one_padded_batch():
     """Padding each part (judge, SFT) on its own is a speed-up, not a change: the loss is
     the same as for the whole batch padded together, every example weighing once."""

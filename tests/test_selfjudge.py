@@ -633,6 +633,7 @@ def test_a_judge_never_trained_to_judge_is_refused(task_and_ckpt, tmp_path):
         run_selfjudge((data, str(tmp_path / "sft" / "ckpt.pt")), tmp_path / "sj")
 
 
+@pytest.mark.e2e
 def test_a_judge_near_chance_is_refused_before_training(task_and_ckpt, tmp_path):
     """Self-training on a weak judge did harm (a 67% judge took the sort policy from 0.76
     to 0.60 in 300 steps): a judge near chance on the held-out labelled pairs is now
