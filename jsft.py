@@ -5,7 +5,7 @@ answer is a single token, A or B. Each pair is shown in both orders.
 
     python jsft.py                                   # default task, from scratch, 2-5 min CPU
     python jsft.py --judge_ratio=0                   # plain SFT, for comparison
-    python jsft.py --rationale=False                 # the judge answers with the decision only
+    python jsft.py --rationale=True                  # the decision, then the pair's rationale
     python jsft.py --init=path/to/gpt2 --data=my_task --max_steps=2000 --lr=5e-5
     torchrun --standalone --nproc_per_node=2 jsft.py # data parallel: each rank takes its
                                                      # share of every batch
@@ -42,8 +42,9 @@ defaults = dict(
     judge_ratio=0.7,         # fraction of each batch that is judge examples (0 = plain SFT)
     sft_warmup=0.25,         # share of max_steps trained on sft.jsonl alone before the mix:
                              # a judge from scratch cannot learn a task it cannot yet read
-    rationale=True,          # judge targets: decision + a short rationale (False: decision only)
-    decision_weight=0.5,     # with a rationale: the decision's share of a judge example's loss
+    rationale=False,         # True: the judge's target is the decision, then the pair's short
+                             # rationale (with honest labels it did not pay: RESULTS.md)
+    decision_weight=0.5,     # with --rationale: the decision's share of a judge example's loss
     pair_orders=True,        # both orders of a pair in the same batch (False: drawn apart)
     n_layer=4,               # model size, for --init=scratch
     n_head=4,                # attention heads, for --init=scratch

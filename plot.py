@@ -30,7 +30,7 @@ limits = dict(smooth="[1, inf)")
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f")
 MODES = (("selfjudge", "SELF-JUDGE (on-policy)"), ("offpolicy", "off-policy"),
-         ("dpo", "offline DPO"), ("raft", "RAFT (SFT on the judge's best)"))
+         ("dpo", "offline DPO"), ("raft", "RAFT"))
 
 
 # -----------------------------------------------------------------------------
@@ -146,17 +146,17 @@ def seeds_and_mean(roots, sub, key, label, color, smooth=1, dash=False):
     mean = [sum(dict(zip(*c))[s] for c in curves) / len(curves) for s in common]
     faint = [dict(label="", x=x, y=y, faint=True, color=color) for x, y in curves] \
         if len(curves) > 1 else []
-    n = f" ({len(curves)} seeds)" if len(curves) > 1 else ""
-    return faint + [dict(label=label + n, x=common, y=mean, color=color, dash=dash)]
+    return faint + [dict(label=label, x=common, y=mean, color=color, dash=dash)]
 
 
 def figures(cfg):
     """{file name: SVG text} for every figure whose runs exist."""
-    roots, task, out = cfg.runs.split(","), cfg.task, {}
+    roots, out = cfg.runs.split(","), {}
+    task = cfg.task + (f" ({len(roots)} seeds, faint: each)" if len(roots) > 1 else "")
     modes = [s for i, (sub, label) in enumerate(MODES)
              for s in seeds_and_mean(roots, sub, "eval_oracle_score", label, COLORS[i])]
     if modes:
-        out[f"{task}_modes.svg"] = line_chart(
+        out[f"{cfg.task}_modes.svg"] = line_chart(
             modes, f"{task}: the policy's oracle score on held-out prompts, by training mode",
             "step", "mean oracle score, held-out prompts")
     agree = (seeds_and_mean(roots, "selfjudge", "oracle_agree_kept", "pairs trained on",
@@ -166,12 +166,12 @@ def figures(cfg):
              + seeds_and_mean(roots, "selfjudge", "kept", "share kept (|2p-1| >= 0.5)",
                               COLORS[2], cfg.smooth))
     if agree:
-        out[f"{task}_judge.svg"] = line_chart(
+        out[f"{cfg.task}_judge.svg"] = line_chart(
             agree, f"{task}: the frozen judge against the oracle on each step's pairs",
             "step", f"agreement / share (mean of {cfg.smooth} steps)", ylim=(0, 1))
     best = best_of_series(roots)
     if best:
-        out[f"{task}_best_of.svg"] = line_chart(
+        out[f"{cfg.task}_best_of.svg"] = line_chart(
             best, f"{task}: self-rejection, the tournament's pick among N samples",
             "N samples per prompt (the knockout spends N - 1 judgments)",
             "oracle score of the pick", xticks=[(x, 2 ** round(x)) for x in best[-1]["x"]])
@@ -192,11 +192,11 @@ def figures(cfg):
            + seeds_and_mean(roots, "overopt_guard", "judge_flips", "defaults: position flips",
                             COLORS[0], cfg.smooth, dash=True))
     if why:
-        out[f"{task}_overopt_judge.svg"] = line_chart(
+        out[f"{cfg.task}_overopt_judge.svg"] = line_chart(
             why, f"{task}: why: is the weak judge right on the pairs each step trains on?", "step",
             f"share (mean of {cfg.smooth} steps)", ylim=(0, 1))
     if over:
-        out[f"{task}_overopt.svg"] = line_chart(
+        out[f"{cfg.task}_overopt.svg"] = line_chart(
             over, f"{task}: over-optimising a weak judge, and the defaults' guard", "step",
             "oracle score / judge's preference")
     return out
@@ -216,11 +216,10 @@ def best_of_series(roots):
     ns = sorted(set.intersection(*(set(map(int, t)) for t in tables)))
     mean = lambda k: [sum(t[str(n)][k] for t in tables) / len(tables) for n in ns]  # noqa
     x = [math.log2(n) for n in ns]
-    n = f" ({len(tables)} seeds)" if len(tables) > 1 else ""
-    return [dict(label="oracle's own pick (ceiling)" + n, x=x, y=mean("oracle"),
+    return [dict(label="oracle's own pick (ceiling)", x=x, y=mean("oracle"),
                  color=COLORS[2], dash=True),
-            dict(label="random pick" + n, x=x, y=mean("random"), color=COLORS[6], dash=True),
-            dict(label="tournament of self-judgments" + n, x=x, y=mean("winner"),
+            dict(label="random pick", x=x, y=mean("random"), color=COLORS[6], dash=True),
+            dict(label="tournament of self-judgments", x=x, y=mean("winner"),
                  color=COLORS[0])]
 
 

@@ -66,7 +66,8 @@ def test_figures_average_the_seeds_and_skip_missing_runs(tmp_path, capsys):
              if p.get("stroke-width") == "2"]
     assert len(means) == 2  # SELF-JUDGE and DPO; off-policy and raft are missing
     texts = [t.text for t in modes.iter(f"{SVG}text")]
-    assert "SELF-JUDGE (on-policy) (2 seeds)" in texts
+    assert "SELF-JUDGE (on-policy)" in texts
+    assert any("(2 seeds, faint: each)" in t for t in texts)
     plot.main([f"--runs={tmp_path}/s1,{tmp_path}/s2", f"--to={tmp_path}/img"])
     assert sorted(os.listdir(tmp_path / "img")) == sorted(figs)
     with pytest.raises(SystemExit, match="no runs to draw"):
