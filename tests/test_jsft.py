@@ -264,3 +264,27 @@ def test_bench_times_real_batches_and_saves_nothing(tmp_path, capsys):
     # only adds
     assert 8 * 8 < r["real_tokens_per_step"] <= r["tokens_per_step"] < 8 * 64
     assert r["step_s"] > 0 and "ms per step" in capsys.readouterr().out
+
+
+def test_bench_peers_load_nanogpt_from_a_checkout_and_name_a_wrong_path(tmp_path, monkeypatch):
+    """bench.py sample --nanogpt=DIR times a nanoGPT checkout's GPT beside ours (it is never
+    imported otherwise); a folder without model.py is named with what to give instead."""
+    import importlib.util
+    import bench
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # as if transformers were absent
+                        lambda n, *a: None if n == "transformers" else find_spec(n, *a))
+    cfg = bench.parse_flags(bench.defaults, [f"--nanogpt={tmp_path}", "--layers=1"])
+    with pytest.raises(OSError, match=rf"--nanogpt={tmp_path}: no model\.py there"):
+        bench.peers(cfg, torch.device("cpu"))
+    (tmp_path / "model.py").write_text(
+        "import torch\n"
+        "class GPTConfig:\n"
+        "    def __init__(self, **kw): self.kw = kw\n"
+        "class GPT(torch.nn.Module):\n"
+        "    def __init__(self, config):\n"
+        "        super().__init__(); self.config = config\n")
+    [(name, model, _, _)] = bench.peers(cfg, torch.device("cpu"))
+    assert name == "nanoGPT GPT"
+    assert model.config.kw == dict(block_size=1024, vocab_size=50257, dropout=0.0, bias=True,
+                                   n_layer=1, n_head=12, n_embd=768)
