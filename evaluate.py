@@ -247,6 +247,14 @@ def near_chance(agreement, flips):
     return agreement < CHANCE or flips > CHANCE_FLIPS
 
 
+def gate_failure(h):
+    """Why selfjudge.py refuses a judge, from heldout_judgment's label metrics."""
+    return (f"on the {h['label_pairs']} held-out labelled pairs it agrees with the labels on "
+            f"{h['label_agreement']:.1%} and its decisions follow the position on "
+            f"{h['label_flips']:.1%}, where self-training needs at least {CHANCE:.0%} and at "
+            f"most {CHANCE_FLIPS:.0%}")
+
+
 def verdict(r):
     """jsft.py's last lines, from policy_report and heldout_judgment: can stage 2 trust
     this judge, and did the policy learn the task? Plain words and what to try."""
@@ -271,6 +279,10 @@ def verdict(r):
                          "heldout_pref_acc for over-optimisation. More steps help most.")
         else:
             lines.append(f"verdict: the judge is ready for self-training ({seen}).")
+    if "label_agreement" in r and near_chance(r["label_agreement"], r["label_flips"]):
+        lines.append(f"verdict: selfjudge.py will refuse this judge: {gate_failure(r)}. "
+                     "Train it further (--max_steps), or pass --allow_weak_judge to "
+                     "selfjudge.py to see what happens.")
     if r.get("oracle_score") is not None and r["oracle_score"] < 0.25:
         lines.append(f"verdict: the policy has learned little of the task (oracle score "
                      f"{r['oracle_score']:.3f}, fully right {r['fully_right']:.1%}); "

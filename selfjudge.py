@@ -34,7 +34,7 @@ from common import (get_device, load_checkpoint, metrics_log, out_dir_ready, par
                     resume_from, save_checkpoint)
 from data.chat import encode_query, encode_response
 from data.task import DataError, check_lengths, load_task, n_held_out
-from evaluate import (eval_policy, heldout_judgment, heldout_logps, near_chance,
+from evaluate import (eval_policy, gate_failure, heldout_judgment, heldout_logps, near_chance,
                       step_diagnostics, step_stats)
 from judge import fit_prompts, judge_by_principles, task_principles, tournament
 from model import GPT, GPTConfig
@@ -343,9 +343,10 @@ def check_judge(run, task):
             f"{h['label_flips']:.1%}")
     print(f"judge: {seen}")
     if near_chance(h["label_agreement"], h["label_flips"]) and not run.cfg.allow_weak_judge:
-        raise ValueError(f"the judge is near chance ({seen}): self-training on its judgments "
-                         "would do harm. Train it further (jsft.py's last lines say how it "
-                         "stands), or pass --allow_weak_judge to see what happens")
+        raise ValueError(f"the judge is too weak to self-train on: {gate_failure(h)}; "
+                         "training on its judgments would do harm. Train it further "
+                         "(jsft.py's last lines say how it stands), or pass "
+                         "--allow_weak_judge to see what happens")
 
 
 def learn(run, examples, step):

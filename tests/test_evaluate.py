@@ -260,6 +260,23 @@ def test_verdict_says_plainly_when_the_judge_is_near_chance_weak_or_ready():
     assert evaluate.verdict({}) == []
 
 
+def test_verdict_says_when_selfjudge_will_refuse_the_judge():
+    """The short class run once ended JSFT with "WEAK ... expect a small gain" and then
+    selfjudge.py refused the judge on the held-out labels (78.1%, flips 35.9%): the verdict
+    now says so first, with the same numbers and thresholds as the refusal."""
+    r = dict(decided=300, agreement=0.732, position_flip=0.301, label_agreement=0.781,
+             label_flips=0.359, label_pairs=256)
+    weak, refused = evaluate.verdict(r)
+    assert "WEAK (73.2% agreement" in weak
+    assert refused == (
+        "verdict: selfjudge.py will refuse this judge: on the 256 held-out labelled pairs it "
+        "agrees with the labels on 78.1% and its decisions follow the position on 35.9%, "
+        "where self-training needs at least 65% and at most 35%. Train it further "
+        "(--max_steps), or pass --allow_weak_judge to selfjudge.py to see what happens.")
+    assert len(evaluate.verdict(dict(r, label_flips=0.34))) == 1   # passes the gate
+    assert len(evaluate.verdict(dict(r, label_flips=0.1, label_agreement=0.6))) == 2
+
+
 def test_verdict_says_when_the_policy_learned_little():
     lines = evaluate.verdict(dict(oracle_score=0.075, fully_right=0.0))
     assert lines == ["verdict: the policy has learned little of the task (oracle score 0.075, "

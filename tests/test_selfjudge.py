@@ -640,8 +640,9 @@ def test_a_judge_near_chance_is_refused_before_training(task_and_ckpt, tmp_path)
     refused before any step, unless --allow_weak_judge; offline DPO needs no judge."""
     flags = [f for f in TINY_SJ if f != "--allow_weak_judge"]
     data, ckpt = task_and_ckpt
-    with pytest.raises(ValueError, match=r"the judge is near chance \(agrees with the labels "
-                                         r"of 30 held-out pairs on .*--allow_weak_judge"):
+    with pytest.raises(ValueError, match=r"the judge is too weak to self-train on: on the 30 "
+                       r"held-out labelled pairs it agrees with the labels on .*, where "
+                       r"self-training needs at least 65% and at most 35%; .*--allow_weak_judge"):
         selfjudge.main(["--data", data, "--init", ckpt, "--out_dir", str(tmp_path / "a")]
                        + flags)
     assert not os.path.exists(tmp_path / "a" / "ckpt.pt")
