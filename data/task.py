@@ -1,4 +1,5 @@
-"""The data layer: a task is a folder of JSON Lines files (see DESIGN.md, "Data").
+"""The data layer: a task is a folder of JSON Lines files (docs/design.md, "Data: one
+folder per task").
 
     sft.jsonl      prompt, response          jsft.py (SFT part)
     pairs.jsonl    prompt, chosen, rejected  jsft.py (judge part), selfjudge.py --offline
