@@ -247,11 +247,16 @@ def near_chance(agreement, flips):
     return agreement < CHANCE or flips > CHANCE_FLIPS
 
 
-def gate_failure(h):
-    """Why selfjudge.py refuses a judge, from heldout_judgment's label metrics."""
+def describe_labels(h):
+    """heldout_judgment's label metrics, in words: what selfjudge.py's gate looks at."""
     return (f"on the {h['label_pairs']} held-out labelled pairs it agrees with the labels on "
             f"{h['label_agreement']:.1%} and its decisions follow the position on "
-            f"{h['label_flips']:.1%}, where self-training needs at least {CHANCE:.0%} and at "
+            f"{h['label_flips']:.1%}")
+
+
+def gate_failure(h):
+    """Why selfjudge.py refuses a judge."""
+    return (f"{describe_labels(h)}, where self-training needs at least {CHANCE:.0%} and at "
             f"most {CHANCE_FLIPS:.0%}")
 
 

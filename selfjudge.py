@@ -34,8 +34,8 @@ from common import (get_device, load_checkpoint, metrics_log, out_dir_ready, par
                     resume_from, save_checkpoint)
 from data.chat import encode_query, encode_response
 from data.task import DataError, check_lengths, load_task, n_held_out
-from evaluate import (eval_policy, gate_failure, heldout_judgment, heldout_logps, near_chance,
-                      step_diagnostics, step_stats)
+from evaluate import (describe_labels, eval_policy, gate_failure, heldout_judgment,
+                      heldout_logps, near_chance, step_diagnostics, step_stats)
 from judge import fit_prompts, judge_by_principles, task_principles, tournament
 from model import GPT, GPTConfig
 from sample import response_logps, sample_responses
@@ -338,10 +338,7 @@ def check_judge(run, task):
         h = heldout_judgment(j, run.tok, task)
     if not h or not h["label_pairs"]:
         return
-    seen = (f"agrees with the labels of {h['label_pairs']} held-out pairs on "
-            f"{h['label_agreement']:.1%}, decisions following the position on "
-            f"{h['label_flips']:.1%}")
-    print(f"judge: {seen}")
+    print(f"judge: {describe_labels(h)}")
     if near_chance(h["label_agreement"], h["label_flips"]) and not run.cfg.allow_weak_judge:
         raise ValueError(f"the judge is too weak to self-train on: {gate_failure(h)}; "
                          "training on its judgments would do harm. Train it further "
