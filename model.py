@@ -1,10 +1,10 @@
 """
-The model: a GPT-2 written from scratch, with a KV cache and optional LoRA, GPT-2 weight
-loading, and checkpoints. Parameter names follow GPT-2 (wte, wpe, c_attn, c_proj, c_fc,
-ln_f), so loading real GPT-2 weights is one loop with shape checks and one transpose
-rule. A model trained from scratch may use rotary positions instead of wpe
-(GPTConfig.pos = "rope"). The chat format lives in data/chat.py, flags and the device in
-common.py.
+The model: a GPT-2 written from scratch, with optional LoRA and GPT-2 weight loading; it
+continues from a KV cache that the sampler owns (sample.KVCache). Parameter names follow
+GPT-2 (wte, wpe, c_attn, c_proj, c_fc, ln_f), so loading real GPT-2 weights is one loop
+with shape checks and one transpose rule. A model trained from scratch may use rotary
+positions instead of wpe (GPTConfig.pos = "rope"). The chat format lives in data/chat.py;
+flags, the device and checkpoints in common.py.
 
     from model import GPT, GPTConfig
     model = GPT(GPTConfig(vocab_size=512, block_size=128, n_layer=4, n_head=4, n_embd=128))
@@ -87,40 +87,6 @@ class Linear(nn.Linear):
         if self.rank > 0 and self.lora_enabled:
             y = y + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
         return y
-
-
-class KVCache:
-    """Keys and values for every layer, preallocated once for prompt + new tokens.
-
-    `lengths[b]` is how many positions of row b hold real tokens, so rows with prompts of
-    different lengths decode together: each row writes its next token at its own position.
-    A ragged prefill writes padding past a row's end too; it never counts (the model
-    advances `lengths` by each row's real length) and the row's next tokens overwrite it.
-    """
-
-    def __init__(self, config, batch_size, max_len, device, dtype):
-        hs = config.n_embd // config.n_head
-        shape = (config.n_layer, batch_size, config.n_head, max_len, hs)  # (L, B, H, S, D)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
-        self.max_len = max_len
-
-    def write(self, layer, pos, k, v):
-        """Store one layer's k, v (B, H, T, D) at each row's own positions pos (B, T)."""
-        rows = torch.arange(k.size(0), device=k.device)[:, None]  # (B, 1), broadcasts to pos
-        # indexing [layer, rows, :, pos] addresses a (B, T, H, D) block: T moves before H
-        self.k[layer, rows, :, pos] = k.transpose(1, 2).to(self.k.dtype)
-        self.v[layer, rows, :, pos] = v.transpose(1, 2).to(self.v.dtype)
-
-    def read(self, layer, n):
-        """One layer's keys and values at the first n positions: (B, H, n, D) each."""
-        return self.k[layer, :, :, :n], self.v[layer, :, :, :n]
-
-    def keep(self, rows):
-        """Drop every row not in `rows` (a LongTensor of row indices), e.g. finished ones."""
-        self.k, self.v = self.k[:, rows], self.v[:, rows]
-        self.lengths = self.lengths[rows]
 
 
 class CausalSelfAttention(nn.Module):
@@ -238,7 +204,7 @@ class GPT(nn.Module):
         """idx (B, T) token ids -> logits (B, T, V) at every position, and the mean
         cross-entropy over targets (B, T) that are not IGNORE_INDEX (None without targets).
 
-        With a KVCache, idx continues each row at its filled length: row b's tokens take
+        With a cache (sample.KVCache), idx continues each row at its filled length: row b's tokens take
         positions cache.lengths[b] .. + T - 1, and cache.lengths grows by T, or by
         lengths[b] when only the first lengths[b] tokens of row b are real (see hidden).
         """

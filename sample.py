@@ -18,7 +18,7 @@ import torch
 
 from common import autocast, check_vocab, get_device, load_checkpoint, parse_flags
 from data.chat import chat_ids, decode_response, encode_query, load_tokenizer
-from model import GPT, KVCache
+from model import GPT
 
 # -----------------------------------------------------------------------------
 # settings (override with --name=value)
@@ -73,6 +73,50 @@ def sample_next(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
     # --- end exercise ---
 
 
+class KVCache:
+    """Keys and values for every layer, preallocated once for prompt + new tokens: the
+    sampler's memory of the prefix, which model.GPT reads and extends (GPT.hidden).
+
+    `lengths[b]` is how many positions of row b hold real tokens, so rows with prompts of
+    different lengths decode together: each row writes its next token at its own position.
+    A ragged prefill writes padding past a row's end too; it never counts (the model
+    advances `lengths` by each row's real length) and the row's next tokens overwrite it.
+    """
+
+    def __init__(self, config, batch_size, max_len, device, dtype):
+        hs = config.n_embd // config.n_head
+        shape = (config.n_layer, batch_size, config.n_head, max_len, hs)  # (L, B, H, S, D)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.max_len = max_len
+
+    @classmethod
+    def for_prompts(cls, model, prompts, max_new_tokens):
+        """Room for these prompts and max_new_tokens more each, within the model's context:
+        bfloat16 on a GPU (half the memory), else float32."""
+        device = next(model.parameters()).device
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        n = min(model.config.block_size, max(len(p) for p in prompts) + max_new_tokens)
+        return cls(model.config, len(prompts), n, device, dtype)
+
+    def write(self, layer, pos, k, v):
+        """Store one layer's k, v (B, H, T, D) at each row's own positions pos (B, T)."""
+        rows = torch.arange(k.size(0), device=k.device)[:, None]  # (B, 1), broadcasts to pos
+        # indexing [layer, rows, :, pos] addresses a (B, T, H, D) block: T moves before H
+        self.k[layer, rows, :, pos] = k.transpose(1, 2).to(self.k.dtype)
+        self.v[layer, rows, :, pos] = v.transpose(1, 2).to(self.v.dtype)
+
+    def read(self, layer, n):
+        """One layer's keys and values at the first n positions: (B, H, n, D) each."""
+        return self.k[layer, :, :, :n], self.v[layer, :, :, :n]
+
+    def keep(self, rows):
+        """Drop every row not in `rows` (a LongTensor of row indices), e.g. finished ones."""
+        self.k, self.v = self.k[:, rows], self.v[:, rows]
+        self.lengths = self.lengths[rows]
+
+
 @torch.no_grad()
 def check_prompts(prompts, block_size):
     if any(len(p) == 0 for p in prompts):
@@ -122,12 +166,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
     active = torch.arange(B, device=device)  # original row index of each row still running
 
     # 1) prefill: each row's next-token logits, its real tokens in the cache
-    cache = None
-    if use_cache:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        longest = max(len(p) for p in prompts)
-        cache = KVCache(model.config, B, min(model.config.block_size, longest + max_new_tokens),
-                        device, dtype)
+    cache = KVCache.for_prompts(model, prompts, max_new_tokens) if use_cache else None
     logits = last_logits(model, prompts, cache)                         # (B, V)
 
     # 2) decode one token per step for the rows still running

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from conftest import make_tiny
 from common import load_checkpoint, save_checkpoint
-from model import GPT, IGNORE_INDEX, KVCache, rotary, rotary_angles
-from sample import sequence_logprobs
+from model import GPT, IGNORE_INDEX, rotary, rotary_angles
+from sample import KVCache, sequence_logprobs
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 
