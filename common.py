@@ -28,7 +28,7 @@ from dataclasses import asdict
 
 import torch
 
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, IGNORE_INDEX
 
 
 # -----------------------------------------------------------------------------
@@ -190,15 +190,20 @@ def autocast(device):
 # -----------------------------------------------------------------------------
 # data parallel: torchrun --standalone --nproc_per_node=N script.py ...
 
-def ddp_init(device_name):
+def ddp_init(device_name, batch_size=None):
     """-> (rank, world size, device). Under torchrun (which sets RANK, WORLD_SIZE and
     LOCAL_RANK) this process joins the group: NCCL with one GPU per process
     (cuda:LOCAL_RANK), gloo on CPUs; ranks other than 0 print nothing. Plain python:
-    (0, 1, get_device(device_name)), and nothing else happens."""
+    (0, 1, get_device(device_name)), and nothing else happens. batch_size: the whole
+    batch, which the ranks split; each must get at least one example."""
     device = get_device(device_name)
     if "RANK" not in os.environ:
         return 0, 1, device
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if batch_size is not None and batch_size < world:
+        raise ValueError(f"--batch_size={batch_size} is smaller than the {world} ranks: "
+                         "under torchrun it is the whole batch, which the ranks split; give "
+                         "each rank at least one example")
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
@@ -232,6 +237,22 @@ def ddp_done():
     """Leave the process group, if this process joined one."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+def count_examples(parts):
+    """The examples of a batch's parts that carry a loss (as jsft.example_loss counts them)."""
+    return sum(any(t != IGNORE_INDEX for t in y[1:]) for examples, _ in parts
+               for _, y in examples)
+
+
+def ddp_share(parts, rank, world):
+    """A rank's share of a batch: every world-th example, counted across the parts, so
+    shares differ by one example at most and each part keeps its decision weight."""
+    out, i = [], 0
+    for examples, w in parts:
+        out.append(([x for j, x in enumerate(examples, i) if j % world == rank], w))
+        i += len(examples)
+    return out
 
 
 # -----------------------------------------------------------------------------

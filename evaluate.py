@@ -17,10 +17,10 @@ import os
 import sys
 
 import torch
+from tqdm import tqdm
 
 from common import get_device, load_checkpoint, parse_flags
-from data.chat import encode_query, encode_response
-from data.task import (check_lengths, fully_right_rate, load_task, mean_score, n_held_out,
+from data.task import (fully_right_rate, load_task, mean_score, n_held_out, tokenized_pairs,
                        win_rate)
 from judge import (fit_prompts, judge_by_principles, judge_orders, position_flips,
                    swap_average, task_principles, tournament)
@@ -260,6 +260,24 @@ def gate_failure(h):
             f"most {CHANCE_FLIPS:.0%}")
 
 
+def check_judge(judge_ctx, tok, task, allow_weak=False):
+    """selfjudge.py's gate, before any training: the judge (judge_ctx() yields it) on the
+    held-out labelled pairs, no oracle needed. A judge near chance there is refused, since
+    training on its judgments does harm (one at 72% agreement, 39% of its decisions
+    following the position, took the sort policy from 0.76 to 0.60 in 300 steps;
+    RESULTS.md, the over-optimisation lesson)."""
+    with judge_ctx() as j:
+        h = heldout_judgment(j, tok, task)
+    if not h or not h["label_pairs"]:
+        return
+    print(f"judge: {describe_labels(h)}")
+    if near_chance(h["label_agreement"], h["label_flips"]) and not allow_weak:
+        raise ValueError(f"the judge is too weak to self-train on: {gate_failure(h)}; "
+                         "training on its judgments would do harm. Train it further "
+                         "(jsft.py's last lines say how it stands), or pass "
+                         "--allow_weak_judge to see what happens")
+
+
 def verdict(r):
     """jsft.py's last lines, from policy_report and heldout_judgment: can stage 2 trust
     this judge, and did the policy learn the task? Plain words and what to try."""
@@ -295,20 +313,50 @@ def verdict(r):
     return lines
 
 
+def readiness_prompts(tok, task, block_size, n, skip=False):
+    """The held-out prompts (test.jsonl, else prompts.jsonl; the first n) that readiness
+    samples and judges, each leaving room for two responses in a judge prompt; none for
+    a task without an oracle."""
+    if task.oracle is None:
+        return []
+    return fit_prompts(tok, (task.test or task.prompts or [])[:n], block_size,
+                       defaults["max_new_tokens"], task_principles(task), "held-out prompts",
+                       skip)[0]
+
+
+def readiness(model, tok, task, prompts, seed, judge=True):
+    """jsft.py's last lines, printed and returned: what stage 2 relies on, a policy below
+    the ceiling (policy_report) and a judge that agrees, on its own pairs and on the
+    held-out labelled pairs (heldout_judgment); then the verdict."""
+    r = policy_report(model, tok, task, prompts, seed, judge)
+    if r:
+        print(f"policy on {len(prompts)} held-out prompts (temperature 1): oracle score "
+              f"{r['oracle_score']:.3f}, fully right {r['fully_right']:.1%}")
+    if "agreement" in r:
+        print(describe_agreement(r))
+    if judge:
+        r.update(heldout_judgment(model, tok, task))
+        if "label_agreement" in r:
+            print(f"judge on the {r['label_pairs']} held-out labelled pairs: agrees with the "
+                  f"labels on {r['label_agreement']:.1%}; position flips {r['label_flips']:.1%}")
+    for line in verdict(r):
+        print(line)
+    return r
+
+
+# -----------------------------------------------------------------------------
+# selfjudge.py's evaluation every eval_interval steps
+
 def heldout_logps(tok, task, ref, block_size, device):
     """The held-out pairs, tokenized, with the reference's log-probabilities:
     (queries, responses, ref_logps), chosen responses first; None for a task without
     pairs. What heldout_pref_acc compares the policy's log-ratios on."""
-    rows = held_out_pairs(task)
-    q = [encode_query(tok, r["prompt"]) for r in rows]
-    c = [encode_response(tok, r["chosen"]) for r in rows]
-    w = [encode_response(tok, r["rejected"]) for r in rows]
-    keep = check_lengths(rows, [len(q[i]) + max(len(c[i]), len(w[i])) for i in range(len(rows))],
-                         block_size, "held-out pair's prompt + longer response", skip=True)
-    if not keep:
+    pairs = tokenized_pairs(held_out_pairs(task), tok, block_size,
+                            "held-out pair's prompt + longer response", skip=True)
+    if not pairs:
         return None
-    queries = [q[i] for i in keep] * 2
-    responses = [c[i] for i in keep] + [w[i] for i in keep]
+    queries = [x["query"] for x in pairs] * 2
+    responses = [x["chosen"]["ids"] for x in pairs] + [x["rejected"]["ids"] for x in pairs]
     return queries, responses, batched_logps(ref, queries, responses, device)
 
 
@@ -353,6 +401,26 @@ def eval_policy(policy, tok, prompts, oracle, ref_texts, seed, judge_ctx, max_ne
     return out
 
 
+def policy_evaluator(policy, tok, task, prompts, reference, judge_ctx, max_new_tokens,
+                     principles, seed, generator):
+    """eval_policy made ready once: the reference's answer to each held-out prompt (drawn
+    with generator) and its log-probabilities of the held-out pairs. Returns a function
+    step -> eval_policy's numbers for the policy as it is then, printed, and named as
+    metrics.jsonl's eval_ fields."""
+    with reference() as r:
+        held_out = heldout_logps(tok, task, r, policy.config.block_size,
+                                 next(policy.parameters()).device)
+        ref_texts = [s[0]["text"] for s in sample_responses(r, tok, prompts, 1, max_new_tokens,
+                                                            generator=generator)]
+
+    def evaluate(step):
+        e = eval_policy(policy, tok, prompts, task.oracle, ref_texts, seed + 1, judge_ctx,
+                        max_new_tokens, principles, held_out)
+        tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
+        return {"eval_" + k: v for k, v in e.items()}
+    return evaluate
+
+
 # -----------------------------------------------------------------------------
 # every self-training step: what the judge saw and kept, and (with an oracle) whether
 # it was right. judged: what a pair source returns beside its examples (selfjudge.py)
@@ -380,6 +448,32 @@ def step_stats(examples, judged):
         ids = [x["ids"] for c in judged["candidates"] for x in c]
         out["resp_len"] = sum(len(x) for x in ids) / len(ids)
     return out
+
+
+def idle_reason(tally):
+    """Why no pair was left to train on, from make_pairs' counts summed over the steps."""
+    n = tally["judged"]
+    if not n:
+        return "every winner was cut off at --max_new_tokens (--cutoff=drop)"
+    return (f"of {n} pairs judged, {tally['undecided'] / n:.0%} were undecided (p = 0.5 or "
+            f"|2p-1| < --min_confidence), {tally['identical'] / n:.0%} identical and "
+            f"{tally['cut_off'] / n:.0%} cut off at --max_new_tokens")
+
+
+IDLE_WARNING = 10  # steps in a row without a pair to train on before saying why
+
+
+def tally_step(tally, examples, judged):
+    """Count one step into a run's tally (a Counter): steps that updated the policy,
+    examples trained on, pairs judged, make_pairs' reasons for skipping, and `idle`, the
+    steps in a row without an example; on the IDLE_WARNING-th in a row, say why."""
+    tally.update(updated=bool(examples), examples=len(examples))
+    if judged is not None and "skipped" in judged:
+        tally.update(judged=len(judged["prompts"]), **judged["skipped"])
+    tally["idle"] = 0 if examples else tally["idle"] + 1
+    if tally["idle"] == IDLE_WARNING:
+        tqdm.write(f"warning: {IDLE_WARNING} steps in a row without a pair to train on: "
+                   + idle_reason(tally))
 
 
 def step_diagnostics(oracle, examples, judged):

@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (autocast, check_vocab, ddp_done, ddp_init, ddp_rank_world, ddp_wrap,
-                    load_checkpoint, out_dir_ready, parse_flags, resume_from, save_checkpoint)
+from common import (autocast, check_vocab, count_examples, ddp_done, ddp_init, ddp_rank_world,
+                    ddp_share, ddp_wrap, load_checkpoint, out_dir_ready, parse_flags,
+                    resume_from, save_checkpoint)
 from data.chat import add_chat_tokens, encode_query, encode_response, load_tokenizer
-from data.task import DataError, check_lengths, load_task, n_held_out, train_tokenizer
-from evaluate import defaults as evaluate_defaults
-from evaluate import describe_agreement, heldout_judgment, policy_report, verdict
-from judge import DECISIONS, decision_ids, fit_prompts, judge_query, task_principles
+from data.task import DataError, fitting, load_task, n_held_out, train_tokenizer
+from evaluate import readiness, readiness_prompts
+from judge import DECISIONS, decision_ids, judge_query
 from model import GPT, GPTConfig, IGNORE_INDEX
 from sample import pad_right, rows_per_chunk
 
@@ -159,22 +159,6 @@ def batch_loss(model, parts, device, count=None):
     return total / max(n_here if count is None else count, 1)
 
 
-def count_examples(parts):
-    """The examples of a batch's parts that carry a loss (as example_loss counts them)."""
-    return sum(any(t != IGNORE_INDEX for t in y[1:]) for examples, _ in parts
-               for _, y in examples)
-
-
-def ddp_share(parts, rank, world):
-    """A rank's share of a batch: every world-th example, counted across the parts, so
-    shares differ by one example at most and each part keeps its decision weight."""
-    out, i = [], 0
-    for examples, w in parts:
-        out.append(([x for j, x in enumerate(examples, i) if j % world == rank], w))
-        i += len(examples)
-    return out
-
-
 def collate(examples, device):
     """Right-pad to the longest; shift by one so position t predicts token t+1."""
     return (pad_right([x[:-1] for x, _ in examples], 0, device),
@@ -223,7 +207,7 @@ def draw_batch(cfg, step, micro, judge_pairs, sft):
     list of two examples (both orders) per pair. With cfg.pair_orders both orders of each
     drawn pair sit in the batch: the gradient sees the same two responses answered "A"
     one way round and "B" the other, so what it rewards is telling the responses apart,
-    not a position (README, "Ablations", measures the difference)."""
+    not a position."""
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + micro)
 
     def pick(xs, n):  # randint refuses an empty range even for zero draws
@@ -287,14 +271,6 @@ def build_examples(cfg, task, tok, block_size):
     return dict(sft=([e for ex in sft_ex[:n_sft] for e in ex],
                      [e for ex in sft_ex[n_sft:] for e in ex]),
                 judge=(judge_ex[:n_judge], [e for ex in judge_ex[n_judge:] for e in ex]))
-
-
-def fitting(records, examples, block_size, what, skip_bad_lines):
-    """The examples (a list per record) of the records whose longest example fits the
-    context; check_lengths names the file and line of the others."""
-    longest = [max(len(x) for x, _ in ex) for ex in examples]
-    keep = check_lengths(records, longest, block_size, what, skip_bad_lines)
-    return [examples[i] for i in keep]
 
 
 # -----------------------------------------------------------------------------
@@ -379,11 +355,7 @@ def load_or_init(cfg, task, device):
 
 def main(argv=None):
     cfg = parse_flags(defaults, argv, __file__, limits)
-    rank, world, device = ddp_init(cfg.device)  # plain python: rank 0 of 1
-    if cfg.batch_size < world:
-        raise ValueError(f"--batch_size={cfg.batch_size} is smaller than the {world} ranks: "
-                         "under torchrun it is the whole batch, which the ranks split; give "
-                         "each rank at least one example")
+    rank, world, device = ddp_init(cfg.device, cfg.batch_size)  # plain python: rank 0 of 1
     torch.manual_seed(cfg.seed)
     task = load_task(cfg.data, cfg.skip_bad_lines)
 
@@ -400,11 +372,8 @@ def main(argv=None):
     if not ex["sft"][0] and not ex["judge"][0]:
         raise DataError(f"{cfg.data}: nothing to train on")
     # the final report's prompts, checked now: one too long to judge must not cost the run
-    records = (task.test or task.prompts or [])[:cfg.eval_prompts]
-    prompts = (fit_prompts(tok, records, model.config.block_size,
-                           evaluate_defaults["max_new_tokens"], task_principles(task),
-                           "held-out prompts", cfg.skip_bad_lines)[0]
-               if task.oracle is not None else [])
+    prompts = readiness_prompts(tok, task, model.config.block_size, cfg.eval_prompts,
+                                cfg.skip_bad_lines)
     # 3) train
     if rank == 0:
         out_dir_ready(cfg.out_dir)
@@ -417,20 +386,7 @@ def main(argv=None):
           f"saved {ckpt_path}")
 
     # 4) what stage 2 relies on: a policy below the ceiling and a judge that agrees
-    r = policy_report(model, tok, task, prompts, cfg.seed, judge=cfg.judge_ratio > 0)
-    if r:
-        print(f"policy on {len(prompts)} held-out prompts (temperature 1): oracle score "
-              f"{r['oracle_score']:.3f}, fully right {r['fully_right']:.1%}")
-    if "agreement" in r:
-        print(describe_agreement(r))
-    if cfg.judge_ratio > 0:
-        r.update(heldout_judgment(model, tok, task))
-        if "label_agreement" in r:
-            print(f"judge on the {r['label_pairs']} held-out labelled pairs: agrees with the "
-                  f"labels on {r['label_agreement']:.1%}; position flips {r['label_flips']:.1%}")
-    for line in verdict(r):
-        print(line)
-    return r
+    return readiness(model, tok, task, prompts, cfg.seed, judge=cfg.judge_ratio > 0)
 
 
 if __name__ == "__main__":

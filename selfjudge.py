@@ -32,10 +32,10 @@ from tqdm import tqdm
 
 from common import (get_device, load_checkpoint, metrics_log, out_dir_ready, parse_flags,
                     resume_from, save_checkpoint)
-from data.chat import encode_query, encode_response
-from data.task import DataError, check_lengths, load_task, n_held_out
-from evaluate import (describe_labels, eval_policy, gate_failure, heldout_judgment,
-                      heldout_logps, near_chance, step_diagnostics, step_stats)
+from data.chat import encode_query
+from data.task import load_task, training_pairs
+from evaluate import (check_judge, idle_reason, policy_evaluator, step_diagnostics, step_stats,
+                      tally_step)
 from judge import fit_prompts, judge_by_principles, task_principles, tournament
 from model import GPT, GPTConfig
 from sample import response_logps, sample_responses
@@ -86,7 +86,6 @@ limits = dict(mode=("onpolicy", "offpolicy", "offline", "raft"),
               grad_clip="(0, inf)", temperature="(0, inf)", top_p="(0, 1]",
               max_new_tokens="[1, inf)", lora_rank="[0, inf)", lora_alpha="(0, inf)",
               eval_interval="[0, inf)", eval_prompts="[0, inf)", ckpt_interval="[1, inf)")
-IDLE_WARNING = 10  # steps in a row without a pair to train on before saying why
 
 
 # -----------------------------------------------------------------------------
@@ -247,26 +246,6 @@ def offpolicy_pool(run, g0):
     return pool
 
 
-def offline_pool(task, tok, block_size, skip=False):
-    """Offline DPO's pool, the paper's baseline: the labelled pairs of pairs.jsonl, less
-    the held-out tail, which evaluate.py scores. A pair whose prompt and longer response
-    do not fit the context is an error naming its line, or with skip dropped with a count:
-    never cut."""
-    rows = task.require("pairs")
-    rows = rows[:len(rows) - n_held_out(len(rows))]
-    pool = [dict(prompt=r["prompt"], chosen=dict(ids=encode_response(tok, r["chosen"]),
-                                                 text=r["chosen"]),
-                 rejected=dict(ids=encode_response(tok, r["rejected"]), text=r["rejected"]))
-            for r in rows]
-    lengths = [len(encode_query(tok, x["prompt"]))
-               + max(len(x["chosen"]["ids"]), len(x["rejected"]["ids"])) for x in pool]
-    pool = [pool[i] for i in check_lengths(rows, lengths, block_size,
-                                           "prompt + longer response", skip)]
-    if not pool:
-        raise DataError(f"{task.path}/pairs.jsonl: no pairs left to train on")
-    return pool
-
-
 SOURCES = dict(onpolicy=onpolicy_pairs, raft=raft_winners, offpolicy=fixed_pairs,
                offline=fixed_pairs)
 
@@ -329,23 +308,6 @@ def load_models(cfg, device):
     return policy, ref, tok, step, opt_state
 
 
-def check_judge(run, task):
-    """Before any training, the judge on the held-out labelled pairs (no oracle needed):
-    a judge below the floor there is refused, since training on its judgments does harm
-    (one at 72% agreement, 39% of its decisions following the position, took the sort
-    policy from 0.76 to 0.60 in 300 steps; RESULTS.md, the over-optimisation lesson)."""
-    with run.judge() as j:
-        h = heldout_judgment(j, run.tok, task)
-    if not h or not h["label_pairs"]:
-        return
-    print(f"judge: {describe_labels(h)}")
-    if near_chance(h["label_agreement"], h["label_flips"]) and not run.cfg.allow_weak_judge:
-        raise ValueError(f"the judge is too weak to self-train on: {gate_failure(h)}; "
-                         "training on its judgments would do harm. Train it further "
-                         "(jsft.py's last lines say how it stands), or pass "
-                         "--allow_weak_judge to see what happens")
-
-
 def learn(run, examples, step):
     """d) and e): the mode's loss on the step's examples, then one optimizer step (the
     learning rate warms up linearly, then stays constant)."""
@@ -360,22 +322,12 @@ def learn(run, examples, step):
     return stats
 
 
-def idle_reason(tally):
-    """Why no pair was left to train on, from make_pairs' counts summed over the steps."""
-    n = tally["judged"]
-    if not n:
-        return "every winner was cut off at --max_new_tokens (--cutoff=drop)"
-    return (f"of {n} pairs judged, {tally['undecided'] / n:.0%} were undecided (p = 0.5 or "
-            f"|2p-1| < --min_confidence), {tally['identical'] / n:.0%} identical and "
-            f"{tally['cut_off'] / n:.0%} cut off at --max_new_tokens")
-
-
 def train(run, oracle, evaluate, log, start):
     """The steps start .. max_steps, each logged, with an evaluation every eval_interval
     steps and a checkpoint every ckpt_interval. Returns a tally: steps that updated the
     policy, examples trained on, pairs judged, and make_pairs' reasons for skipping."""
     cfg, source = run.cfg, SOURCES[run.cfg.mode]
-    tally, idle = Counter(), 0  # idle: steps in a row without an example to train on
+    tally = Counter()
     bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps,
                desc=cfg.mode, dynamic_ncols=True, disable=None)
     for step in bar:
@@ -385,19 +337,11 @@ def train(run, oracle, evaluate, log, start):
         if examples:
             stats.update(learn(run, examples, step))
             bar.set_postfix(loss=f"{stats['loss']:.3f}", pairs=len(examples))
-        tally.update(updated=bool(examples), examples=len(examples))
-        if judged is not None and "skipped" in judged:
-            tally.update(judged=len(judged["prompts"]), **judged["skipped"])
-        idle = 0 if examples else idle + 1
-        if idle == IDLE_WARNING:
-            tqdm.write(f"warning: {idle} steps in a row without a pair to train on: "
-                       + idle_reason(tally))
+        tally_step(tally, examples, judged)  # says why after IDLE_WARNING idle steps
         if oracle is not None:  # evaluation only: the oracle never reaches training
             stats.update(step_diagnostics(oracle, examples, judged))
         if evaluate and cfg.eval_interval and (step + 1) % cfg.eval_interval == 0:
-            e = evaluate()
-            stats.update({"eval_" + k: v for k, v in e.items()})
-            tqdm.write(f"step {step + 1}: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
+            stats.update(evaluate(step + 1))
         log(stats)
         if (step + 1) % cfg.ckpt_interval == 0 or step + 1 == cfg.max_steps:
             save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), run.policy, run.tok,
@@ -423,8 +367,8 @@ def main(argv=None):
     print(f"{cfg.mode} training from {cfg.init}: {sum(p.numel() for p in params) / 1e6:.2f}M "
           f"trainable parameters, loss {cfg.loss}, beta {cfg.beta}, judge {cfg.judge}")
 
-    # 2) prompts (responses must leave room for two of them in a judge prompt), the
-    # reference's answers to the held-out prompts, and the pool of the fixed-pair modes
+    # 2) prompts (responses must leave room for two of them in a judge prompt), the judge
+    # checked before any step, the held-out evaluation, the fixed-pair modes' pool
     principles, block, skip = task_principles(task), policy.config.block_size, cfg.skip_bad_lines
     prompts, n_new = fit_prompts(tok, task.require("prompts") if cfg.mode != "offline" else [],
                                  block, cfg.max_new_tokens, principles, "prompts", skip)
@@ -434,27 +378,20 @@ def main(argv=None):
                           opt=opt, params=params, prompts=prompts, n_new=n_new, device=device,
                           principles=principles, judge_fn=None, pool=None)
     if cfg.mode != "offline":  # offline DPO needs no judge
-        check_judge(run, task)
+        check_judge(judge, tok, task, cfg.allow_weak_judge)
     oracle = task.get_oracle()
-    g0 = torch.Generator(device=device).manual_seed(cfg.seed)
-    with reference() as r0:
-        held_out = heldout_logps(tok, task, r0, policy.config.block_size, device)
-        ref_texts = texts(s[0] for s in sample_responses(r0, tok, tests, 1, n_new, generator=g0))
+    g0 = torch.Generator(device=device).manual_seed(cfg.seed)  # reference answers, then pool
+    evaluate = (policy_evaluator(policy, tok, task, tests, reference, judge, n_new, principles,
+                                 cfg.seed, g0) if tests else None)
     if cfg.mode in ("offpolicy", "offline"):
         run.pool = (offpolicy_pool(run, g0) if cfg.mode == "offpolicy"
-                    else offline_pool(task, tok, block, skip))
-
-    def evaluate():  # the policy on the held-out prompts: oracle score, judge_pref, ...
-        return eval_policy(policy, tok, tests, oracle, ref_texts, cfg.seed + 1, judge, n_new,
-                           run.principles, held_out)
+                    else training_pairs(task, tok, block, skip))
 
     # 3) train, each step a line of metrics.jsonl
     log = metrics_log(os.path.join(cfg.out_dir, "metrics.jsonl"), start)
-    if start == 0 and tests:
-        e = evaluate()
-        log(dict(step=0, **{"eval_" + k: v for k, v in e.items()}))
-        tqdm.write("step 0: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
-    t0, tally = time.time(), train(run, oracle, evaluate if tests else None, log, start)
+    if start == 0 and evaluate:
+        log(dict(step=0, **evaluate(0)))
+    t0, tally = time.time(), train(run, oracle, evaluate, log, start)
     print(f"done in {time.time() - t0:.0f}s; {tally['updated']} of {cfg.max_steps - start} "
           f"steps updated the policy, on {tally['examples']} "
           f"{'winners' if cfg.mode == 'raft' else 'pairs'} in all; saved {cfg.out_dir}/ckpt.pt")

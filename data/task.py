@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from data.chat import CHAT_TOKENS
+from data.chat import CHAT_TOKENS, encode_query, encode_response
 
 # name -> (required fields, optional fields, which stage reads it)
 FILES = {
@@ -293,6 +293,38 @@ def check_lengths(records, lengths, max_len, what="example", skip=False):
                         "longer context (jsft.py --block_size, from scratch)")
     print(f"warning: dropped {msg}")
     return keep
+
+
+def fitting(records, examples, block_size, what, skip=False):
+    """The examples (a list per record, each an (ids, targets) pair) of the records whose
+    longest example fits the context; check_lengths names the file and line of the others."""
+    longest = [max(len(x) for x, _ in ex) for ex in examples]
+    return [examples[i] for i in check_lengths(records, longest, block_size, what, skip)]
+
+
+def tokenized_pairs(rows, tok, block_size, what, skip=False):
+    """Labelled pairs as the models read them, in the shape of a sampled pair: dicts of
+    prompt, query (its ids in the chat format), chosen and rejected (each text and ids),
+    for the rows whose query and longer response fit the context. The others are an error
+    naming the line (check_lengths), or with skip dropped with a count: never cut."""
+    pairs = [dict(prompt=r["prompt"], query=encode_query(tok, r["prompt"]),
+                  chosen=dict(text=r["chosen"], ids=encode_response(tok, r["chosen"])),
+                  rejected=dict(text=r["rejected"], ids=encode_response(tok, r["rejected"])))
+             for r in rows]
+    lengths = [len(x["query"]) + max(len(x["chosen"]["ids"]), len(x["rejected"]["ids"]))
+               for x in pairs]
+    return [pairs[i] for i in check_lengths(rows, lengths, block_size, what, skip)]
+
+
+def training_pairs(task, tok, block_size, skip=False):
+    """The labelled pairs of pairs.jsonl less the held-out tail (which evaluate.py scores),
+    tokenized: offline DPO's pool, the paper's baseline (selfjudge.py --mode=offline)."""
+    rows = task.require("pairs")
+    pool = tokenized_pairs(rows[:len(rows) - n_held_out(len(rows))], tok, block_size,
+                           "prompt + longer response", skip)
+    if not pool:
+        raise DataError(f"{task.path}/pairs.jsonl: no pairs left to train on")
+    return pool
 
 
 # -----------------------------------------------------------------------------

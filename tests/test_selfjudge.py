@@ -439,14 +439,14 @@ def test_lora_eval_samples_the_policy_with_adapters_on(task_and_ckpt, tmp_path, 
     `with ref_ctx() as r: evaluate(policy, r, ...)`, so evaluate() samples the policy while
     its adapters are off: every eval_ number of a LoRA run describes the JSFT model."""
     adapters_on = []
-    real = selfjudge.eval_policy
+    real = evaluate.eval_policy
 
     def spy(policy, *args, **kw):
         adapters_on.append(all(m.lora_enabled for m in policy.modules()
                                if isinstance(m, Linear) and m.rank > 0))
         return real(policy, *args, **kw)
 
-    monkeypatch.setattr(selfjudge, "eval_policy", spy)
+    monkeypatch.setattr(evaluate, "eval_policy", spy)
     run_selfjudge(task_and_ckpt, tmp_path, "--lora_rank=2", "--max_steps=1")
     assert len(adapters_on) == 2 and adapters_on[-1]  # step 0, then step 1
 
@@ -598,7 +598,7 @@ def test_steps_without_pairs_say_why_and_how_many_trained(task_and_ckpt, tmp_pat
     """A judge undecided on every pair trained on zero pairs for 150 steps and finished
     with "done": now each step logs its pair count, a run of idle steps says why, and a run
     that never updated the policy ends in an error."""
-    monkeypatch.setattr(selfjudge, "IDLE_WARNING", 2)
+    monkeypatch.setattr(evaluate, "IDLE_WARNING", 2)
     with pytest.raises(ValueError, match="no step updated the policy: of 12 pairs judged, "
                                          "100% were undecided"):
         run_selfjudge(task_and_ckpt, tmp_path, "--min_confidence=1.0", "--max_steps=3",
