@@ -5,7 +5,7 @@
 
 prompt "sort: 7 3 9 1 4" -> response "1 3 4 7 9". Demonstrations are imperfect on
 purpose (about half fully right) and preference labels are noisy, so that alignment has
-room to help (README.md, "Data"). Prints counts and one example of each file.
+room to help (docs/data.md). Prints counts and one example of each file.
 
 The labels come from a simulated annotator that reads each response of a pair once. The
 generator uses the oracle twice: it keeps only pairs the oracle scores differently, and the

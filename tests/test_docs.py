@@ -83,3 +83,22 @@ def test_every_document_the_code_names_exists():
                     if not any(os.path.exists(os.path.join(ROOT, d, doc)) for d in ("", "docs")):
                         missing.append(f"{path}:{n}: {doc}")
     assert not missing, f"the code names documents that are not there: {missing}"
+
+
+def test_every_section_named_is_a_heading_of_its_document():
+    """A document's name, a comma and a heading in double quotes sends a reader to a
+    section: when the README became a guide, eleven such pointers in docs/exercises.md and
+    two in the code named sections it had moved to RESULTS.md or dropped."""
+    where = dict(README="README.md", **{"README.md": "README.md", "RESULTS.md": "RESULTS.md"})
+    wrong = []
+    for path in sorted(f for f in repo_files() if f.endswith((".py", ".md", ".sh"))
+                       and os.path.isfile(os.path.join(ROOT, f))):
+        with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+            text = f.read()
+        for doc, section in re.findall(r"\b(README(?:\.md)?|RESULTS\.md|docs/[\w-]+\.md),\s+"
+                                       r"\"([^\"\n]+)\"", text):
+            with open(os.path.join(ROOT, where.get(doc, doc)), encoding="utf-8") as f:
+                headings = [line for line in f if line.startswith("#")]
+            if not any(section in h for h in headings):
+                wrong.append(f'{path}: {doc}, "{section}"')
+    assert not wrong, f"sections named that their documents lack: {wrong}"
