@@ -156,9 +156,11 @@ def test_two_processes_under_torchrun_train_the_model_one_process_trains(tmp_pat
     for k, state in one["optimizer"]["state"].items():
         for moment in ("exp_avg", "exp_avg_sq"):
             torch.testing.assert_close(two["optimizer"]["state"][k][moment], state[moment],
-                                       atol=1e-6, rtol=1e-3)
+                                       atol=1e-6, rtol=1e-3,
+                                       msg=lambda m, k=k, moment=moment: f"{moment} {k}: {m}")
     for k, w in one["model"].items():
-        torch.testing.assert_close(two["model"][k], w, atol=1e-6, rtol=0)
+        torch.testing.assert_close(two["model"][k], w, atol=1e-6, rtol=0,
+                                   msg=lambda m, k=k: f"{k}: {m}")
 
 
 # -----------------------------------------------------------------------------
