@@ -337,8 +337,7 @@ def readiness(model, tok, task, prompts, seed, judge=True):
     if judge:
         r.update(heldout_judgment(model, tok, task))
         if "label_agreement" in r:
-            print(f"judge on the {r['label_pairs']} held-out labelled pairs: agrees with the "
-                  f"labels on {r['label_agreement']:.1%}; position flips {r['label_flips']:.1%}")
+            print(f"judge: {describe_labels(r)}")
     for line in verdict(r):
         print(line)
     return r
