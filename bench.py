@@ -129,8 +129,10 @@ def bench_sample(cfg):
     print(f"ours, training (B=4, T=256, fwd+bwd+AdamW): {tps:.1f} tok/s")
     for name, peer, loss_of, decode in peers(cfg, device):
         sampled, _ = decode_speed(decode, prompts, cfg.new_tokens, now)
-        tps = train_speed(peer, loss_of, config.vocab_size, device, now)
-        print(f"{name}, sampling {rows}: {sampled:8.1f} tok/s; training: {tps:.1f} tok/s")
+        peer_tps = train_speed(peer, loss_of, config.vocab_size, device, now)
+        print(f"{name}, sampling {rows}: {sampled:8.1f} tok/s; training: {peer_tps:.1f} tok/s")
+        print(f"  ours / {name}: sampling {speed[True][0] / sampled:.2f}x, training "
+              f"{tps / peer_tps:.2f}x (above 1: ours is faster)")
 
 
 def bench_jsft(argv, n_steps=20):

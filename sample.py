@@ -11,6 +11,7 @@ lengths and returns, per row, the new tokens, their log-probabilities and whethe
 row stopped on its own; `sample_responses` does it for chat prompts, and
 `response_logps` scores responses.
 """
+import contextlib
 import os
 import sys
 
@@ -81,6 +82,8 @@ class KVCache:
     different lengths decode together: each row writes its next token at its own position.
     A ragged prefill writes padding past a row's end too; it never counts (the model
     advances `lengths` by each row's real length) and the row's next tokens overwrite it.
+    Attention reads all max_len positions at every step, through a mask of each row's
+    filled ones (`positions`), so its shapes stay the same for the whole generation.
     """
 
     def __init__(self, config, batch_size, max_len, device, dtype):
@@ -89,6 +92,8 @@ class KVCache:
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.positions = torch.arange(max_len, device=device)  # (S,) each key's position
+        self.rows = torch.arange(batch_size, device=device)[:, None]  # (B, 1)
         self.max_len = max_len
 
     @classmethod
@@ -102,19 +107,26 @@ class KVCache:
 
     def write(self, layer, pos, k, v):
         """Store one layer's k, v (B, H, T, D) at each row's own positions pos (B, T)."""
-        rows = torch.arange(k.size(0), device=k.device)[:, None]  # (B, 1), broadcasts to pos
         # indexing [layer, rows, :, pos] addresses a (B, T, H, D) block: T moves before H
-        self.k[layer, rows, :, pos] = k.transpose(1, 2).to(self.k.dtype)
-        self.v[layer, rows, :, pos] = v.transpose(1, 2).to(self.v.dtype)
+        self.k[layer, self.rows, :, pos] = k.transpose(1, 2).to(self.k.dtype)
+        self.v[layer, self.rows, :, pos] = v.transpose(1, 2).to(self.v.dtype)
 
-    def read(self, layer, n):
-        """One layer's keys and values at the first n positions: (B, H, n, D) each."""
-        return self.k[layer, :, :, :n], self.v[layer, :, :, :n]
+    def read(self, layer):
+        """One layer's keys and values at all max_len positions: (B, H, S, D) each."""
+        return self.k[layer], self.v[layer]
 
-    def keep(self, rows):
-        """Drop every row not in `rows` (a LongTensor of row indices), e.g. finished ones."""
-        self.k, self.v = self.k[:, rows], self.v[:, rows]
-        self.lengths = self.lengths[rows]
+
+def fixed_shape_attention(device):
+    """The attention kernels a generation runs under. The cache gives attention one shape
+    per generation, with a boolean mask, which rules out flash attention. On CUDA we ask
+    for the memory-efficient kernel (the math one as the fallback) rather than let torch
+    pick cuDNN's, its default on Hopper GPUs since torch 2.9, which builds a plan for
+    every new shape (3.5 ms a call where the key length grew every step). On a CPU torch
+    chooses: its kernels plan nothing."""
+    if torch.device(device).type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 @torch.no_grad()
@@ -150,52 +162,52 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
       stopped[b]  True if the row produced eos_id; False if it was cut off by
                   max_new_tokens or by the context length (it gets no stop token)
     use_cache=False recomputes the whole prefix every step: the reference the cache is
-    tested against. Finished rows leave the batch, so they cost nothing more.
+    tested against. Every row takes part in every step, finished or not, so the shapes
+    never change; the bookkeeping stays on the device, and the host asks once per step
+    whether all rows are done. The tokens come to the host once, at the end.
     """
     if len(prompts) == 0:
         return [], [], []
     check_prompts(prompts, model.config.block_size)
     device = next(model.parameters()).device
-    B = len(prompts)
-    # new tokens each row may take; on the host, as the per-row bookkeeping below is:
-    # indexing a device tensor row by row costs a kernel launch per row and step on a GPU
-    budget = [min(model.config.block_size - len(p), max_new_tokens) for p in prompts]
-    out = [[] for _ in range(B)]
-    logps = [[] for _ in range(B)]
-    stopped = [False] * B
-    active = torch.arange(B, device=device)  # original row index of each row still running
+    B, N = len(prompts), max_new_tokens
+    # each row's budget of new tokens: N, or fewer where its prompt nears the context end
+    budget = torch.tensor([min(model.config.block_size - len(p), N) for p in prompts],
+                          device=device)
+    tokens = torch.zeros(B, N, dtype=torch.long, device=device)  # (B, N) every step's draw
+    logps = torch.zeros(B, N, device=device)                    # (B, N) float32
+    taken = torch.zeros(B, dtype=torch.long, device=device)     # tokens a row kept so far
+    stopped = torch.zeros(B, dtype=torch.bool, device=device)   # produced eos_id
+    done = torch.zeros(B, dtype=torch.bool, device=device)      # stopped or cut off
 
-    # 1) prefill: each row's next-token logits, its real tokens in the cache
-    cache = KVCache.for_prompts(model, prompts, max_new_tokens) if use_cache else None
-    logits = last_logits(model, prompts, cache)                         # (B, V)
+    with fixed_shape_attention(device):
+        # 1) prefill: each row's next-token logits, its real tokens in the cache
+        cache = KVCache.for_prompts(model, prompts, N) if use_cache else None
+        logits = last_logits(model, prompts, cache)                       # (B, V)
 
-    # 2) decode one token per step for the rows still running
-    # --- exercise decode_loop (solution below) ---
-    for step in range(max_new_tokens):
-        nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (b,)
-        lp = torch.log_softmax(logits.float(), -1).gather(1, nxt[:, None]).squeeze(1)
-        done = []
-        for row, t, l in zip(active.tolist(), nxt.tolist(), lp.tolist()):
-            logps[row].append(l)
-            if eos_id is not None and t == eos_id:
-                stopped[row] = True
-                done.append(True)
-            else:
-                out[row].append(t)
-                done.append(len(out[row]) >= budget[row])  # cut off: no stop token
-        if all(done):
-            break
-        keep = torch.tensor([i for i, d in enumerate(done) if not d], device=device)
-        active, nxt = active[keep], nxt[keep]
-        if use_cache:
-            if len(keep) < len(done):
-                cache.keep(keep)
-            with autocast(device):
-                logits = model(nxt[:, None], cache=cache)[0][:, -1]     # (b, V)
-        else:  # the reference: the whole sequence again
-            logits = last_logits(model, [prompts[r] + out[r] for r in active.tolist()])
-    # --- end exercise ---
-    return out, [torch.tensor(l, dtype=torch.float32) for l in logps], stopped
+        # 2) decode: a token for every row each step; a finished row's draws are ignored
+        # --- exercise decode_loop (solution below) ---
+        for step in range(N):
+            nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (B,)
+            live = ~done                                   # rows that keep this token
+            tokens[:, step] = nxt
+            logps[:, step] = torch.log_softmax(logits.float(), -1).gather(1, nxt[:, None])[:, 0]
+            taken += live
+            if eos_id is not None:
+                stopped |= live & (nxt == eos_id)
+            done = done | stopped | (taken >= budget)      # cut off: no stop token
+            if done.all():                                 # the step's one host round trip
+                break
+            if use_cache:  # a finished row writes in place and never advances
+                with autocast(device):
+                    logits = model(nxt[:, None], cache=cache, lengths=(~done).long())[0][:, -1]
+            else:  # the reference: each row's whole sequence again
+                n, drawn = taken.tolist(), tokens[:, :step + 1].tolist()
+                logits = last_logits(model, [p + t[:k] for p, t, k in zip(prompts, drawn, n)])
+        # --- end exercise ---
+    n, s, drawn, lp = taken.tolist(), stopped.tolist(), tokens.tolist(), logps.cpu()
+    return ([t[:k - sb] for t, k, sb in zip(drawn, n, s)],
+            [lp[b, :n[b]] for b in range(B)], s)
 
 
 def sample_responses(model, tok, prompts, n=1, max_new_tokens=48, temperature=1.0,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import make_tiny
 from common import load_checkpoint, save_checkpoint
 from model import GPT, IGNORE_INDEX, rotary, rotary_angles
-from sample import KVCache, sequence_logprobs
+from sample import KVCache, generate, sequence_logprobs
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 
@@ -67,16 +67,41 @@ def test_kv_cache_decode_after_a_ragged_prefill(pos):
 
 
 @pytest.mark.exercise("cached_attention")
-def test_kv_cache_keep_drops_finished_rows_and_the_rest_stay_exact():
+def test_kv_cache_a_finished_row_stays_put_and_the_rest_stay_exact():
+    """The sampler keeps finished rows in the batch (shapes never change) and feeds them
+    with lengths 0: such a row writes in place and does not advance, and the other rows'
+    logits still equal a full forward pass of their own sequences."""
     tiny = make_tiny(pos="rope")
     cache = KVCache(tiny.config, len(PROMPTS), 16, "cpu", torch.float32)
     prefill(tiny, PROMPTS, cache)
-    cache.keep(torch.tensor([0, 2]))
-    assert cache.lengths.tolist() == [5, 3] and cache.k.shape[1] == 2
-    logits, _ = tiny(torch.tensor([[20], [21]]), cache=cache)
-    for i, (b, t) in enumerate([(0, 20), (2, 21)]):
-        torch.testing.assert_close(logits[i, 0], last_logits(tiny, PROMPTS[b] + [t]),
-                                   atol=1e-5, rtol=0)
+    seqs = [list(p) for p in PROMPTS]
+    for t in (20, 21, 22):
+        logits, _ = tiny(torch.tensor([[t]] * 3), cache=cache, lengths=torch.tensor([1, 0, 1]))
+        for b in (0, 2):
+            seqs[b].append(t)
+            torch.testing.assert_close(logits[b, 0], last_logits(tiny, seqs[b]), atol=1e-5,
+                                       rtol=0)
+    assert cache.lengths.tolist() == [8, 2, 6]
+
+
+@pytest.mark.exercise("cached_attention")
+def test_kv_cache_attention_reads_the_whole_cache_every_step(monkeypatch):
+    """Attention's key length is the cache's, the same at the prefill and at every decode
+    step, so a GPU kernel that plans per shape plans once per generation (issue 27: a key
+    length growing by one per token cost cuDNN a new plan every step)."""
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen.append((q.size(-2), k.size(-2)))
+        return sdpa(q, k, v, **kw)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    tiny = make_tiny()
+    generate(tiny, PROMPTS, 6, temperature=0)
+    keys = {k for _, k in seen}
+    assert len(seen) > tiny.config.n_layer and any(q == 1 for q, _ in seen)
+    assert keys == {max(len(p) for p in PROMPTS) + 6}, (
+        f"cached attention: one key length per generation (the cache's), saw {sorted(keys)}")
 
 
 def test_rotary_scores_depend_only_on_relative_position():

@@ -146,3 +146,26 @@ def test_context_limit_cuts_off_without_stop_and_long_prompt_errors():
         assert "context" in str(e)
     else:
         raise AssertionError("a prompt filling the whole context must be an error")
+
+
+@pytest.mark.exercise("decode_loop")
+def test_cached_equals_uncached_when_rows_stop_at_different_steps(tiny):
+    """A ragged batch whose rows stop at different steps (and one that never stops): with
+    the cache, every row keeps decoding in the batch after another row is done, so the
+    stopped rows must stay stopped (nothing after their stop token, whatever they draw
+    later) and the rest must match the uncached reference exactly in fp32."""
+    greedy, _, _ = generate(tiny, PROMPTS, 12, temperature=0)
+    first = lambda row, t: row.index(t) if t in row else None  # noqa: E731
+    # a stop token that two rows reach at different steps
+    eos = next(t for t in range(tiny.config.vocab_size)
+               if len({first(r, t) for r in greedy} - {None}) >= 2)
+    cached = generate(tiny, PROMPTS, 12, temperature=0, eos_id=eos)
+    uncached = generate(tiny, PROMPTS, 12, temperature=0, eos_id=eos, use_cache=False)
+    assert cached[0] == uncached[0] and cached[2] == uncached[2]
+    for la, lb in zip(cached[1], uncached[1]):
+        torch.testing.assert_close(la, lb, atol=1e-5, rtol=0)
+    for row, toks, s in zip(greedy, cached[0], cached[2]):
+        at = first(row, eos)
+        assert s == (at is not None), "generate: a row stops when it draws the stop token"
+        assert toks == (row[:at] if s else row), (
+            "generate: a stopped row stays stopped: nothing after its stop token")
