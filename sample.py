@@ -129,7 +129,6 @@ def fixed_shape_attention(device):
     return sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
-@torch.no_grad()
 def check_prompts(prompts, block_size):
     if any(len(p) == 0 for p in prompts):
         raise ValueError("generate: every prompt needs at least one token")
@@ -150,6 +149,7 @@ def last_logits(model, seqs, cache=None):
         return model.lm_head(h[torch.arange(len(seqs), device=device), lens - 1]).float()
 
 
+@torch.no_grad()
 def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=None,
              eos_id=None, use_cache=True, generator=None):
     """Sample continuations of a batch of prompts (lists of token ids, any lengths).

@@ -169,3 +169,19 @@ def test_cached_equals_uncached_when_rows_stop_at_different_steps(tiny):
         assert s == (at is not None), "generate: a row stops when it draws the stop token"
         assert toks == (row[:at] if s else row), (
             "generate: a stopped row stays stopped: nothing after its stop token")
+
+
+def test_generate_builds_no_autograd_graph(tiny, monkeypatch):
+    """generate runs without autograd. Its no_grad decorator once slid onto a helper
+    (check_prompts) when that was split out, and every stage-2 step then sampled while
+    recording a graph: slower everywhere, and with the log-probabilities kept on the device
+    the graph of every step stayed alive until a GPU ran out of memory (bench.py at 32
+    rows x 128 tokens: 135 GiB)."""
+    seen = []
+    hidden = tiny.hidden
+    monkeypatch.setattr(tiny, "hidden", lambda *a, **k: seen.append(
+        torch.is_grad_enabled()) or hidden(*a, **k))
+    for use_cache in (True, False):
+        _, logps, _ = generate(tiny, PROMPTS, 4, use_cache=use_cache)
+        assert not any(lp.requires_grad for lp in logps)
+    assert seen and not any(seen), "generate must run under torch.no_grad()"
