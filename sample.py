@@ -180,7 +180,9 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
     stopped = torch.zeros(B, dtype=torch.bool, device=device)   # produced eos_id
     done = torch.zeros(B, dtype=torch.bool, device=device)      # stopped or cut off
 
-    with fixed_shape_attention(device):
+    # one autocast for the whole generation: on a GPU it keeps the bfloat16 copy of each
+    # weight from token to token, where entering it per step cast every weight again
+    with fixed_shape_attention(device), autocast(device):
         # 1) prefill: each row's next-token logits, its real tokens in the cache
         cache = KVCache.for_prompts(model, prompts, N) if use_cache else None
         logits = last_logits(model, prompts, cache)                       # (B, V)
@@ -199,8 +201,7 @@ def generate(model, prompts, max_new_tokens, temperature=1.0, top_k=None, top_p=
             if done.all():                                 # the step's one host round trip
                 break
             if use_cache:  # a finished row writes in place and never advances
-                with autocast(device):
-                    logits = model(nxt[:, None], cache=cache, lengths=(~done).long())[0][:, -1]
+                logits = model(nxt[:, None], cache=cache, lengths=(~done).long())[0][:, -1]
             else:  # the reference: each row's whole sequence again
                 n, drawn = taken.tolist(), tokens[:, :step + 1].tolist()
                 logits = last_logits(model, [p + t[:k] for p, t, k in zip(prompts, drawn, n)])
