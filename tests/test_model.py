@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import make_tiny
 from common import load_checkpoint, save_checkpoint
 from model import GPT, IGNORE_INDEX, rotary, rotary_angles
-from sample import KVCache, generate, sequence_logprobs
+from sample import KVCache, sequence_logprobs
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 
@@ -97,10 +97,13 @@ def test_kv_cache_attention_reads_the_whole_cache_every_step(monkeypatch):
         return sdpa(q, k, v, **kw)
     monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
     tiny = make_tiny()
-    generate(tiny, PROMPTS, 6, temperature=0)
+    cache = KVCache(tiny.config, len(PROMPTS), 16, "cpu", torch.float32)
+    prefill(tiny, PROMPTS, cache)
+    for t in (20, 21, 22):
+        tiny(torch.tensor([[t]] * 3), cache=cache)
     keys = {k for _, k in seen}
-    assert len(seen) > tiny.config.n_layer and any(q == 1 for q, _ in seen)
-    assert keys == {max(len(p) for p in PROMPTS) + 6}, (
+    assert len(seen) == 4 * tiny.config.n_layer and any(q == 1 for q, _ in seen)
+    assert keys == {16}, (
         f"cached attention: one key length per generation (the cache's), saw {sorted(keys)}")
 
 
