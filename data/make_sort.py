@@ -41,7 +41,7 @@ from collections import Counter
 
 if __package__ in (None, ""):  # run as a script: python data/make_sort.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from data.generator import print_examples, prompt_set, write_task
+from data.generator import distance_line, print_examples, prompt_set, write_task
 from data.task import load_oracle, train_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -367,16 +367,6 @@ def generate(seed=seed, out_dir=out_dir, pair_extra_mistakes=pair_extra_mistakes
     print_examples(task)
     return dict(sft=len(sft), pairs=len(pairs), prompts=len(prompts), test=len(test),
                 sft_fully_right=sft_full, label_disagreement=disagree / len(pairs))
-
-
-def distance_line(score, pairs, sft_mean, extra):
-    """How far the pairs lie from what the policy writes, in the oracle's terms: the mean
-    score of their responses, chosen and rejected, beside the demonstrations' (which the
-    JSFT policy imitates)."""
-    got = [score(r["prompt"], r[k]) for r in pairs for k in ("chosen", "rejected")]
-    return (f"pairs.jsonl responses: mean oracle score {sum(got) / len(got):.3f} "
-            f"(demonstrations {sft_mean:.3f}): {extra} extra mistake{'' if extra == 1 else 's'}"
-            f" each (--pair_extra_mistakes)")
 
 
 def main(argv=None):
