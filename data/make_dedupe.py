@@ -182,6 +182,10 @@ def generate(seed=seed, out_dir=out_dir, n_sft=n_sft, n_pairs=n_pairs, n_prompts
             else:
                 a = " ".join(corrupt(rng, ws, right, n_mistakes(rng) + extra))
                 b = " ".join(corrupt(rng, ws, right, n_mistakes(rng) + extra))
+            # a far pair holds no right answer (the policy writes many): drawn again when
+            # the extra mistakes undid an earlier one
+            if extra and " ".join(right) in (a, b):
+                continue
             if a != b and (pair_style != "nested" or score(p, a) != score(p, b)):
                 break
         raw.append((p, a, b, score(p, a) - score(p, b)))

@@ -265,6 +265,10 @@ def make_pairs(seed, pair_xs, score, extra=0):
                 if extra:
                     a = corrupt(rng, a, extra)
                 b = corrupt(rng, a, 1)
+            # a far pair holds no right answer (the policy writes many): drawn again when
+            # the extra mistakes undid an earlier one
+            if extra and right in (a, b):
+                continue
             if a != b and score(p, fmt(a)) != score(p, fmt(b)):
                 break
         if rng.random() < 0.5:

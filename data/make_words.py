@@ -186,6 +186,10 @@ def generate(seed=seed, out_dir=out_dir, pair_extra_mistakes=pair_extra_mistakes
                     continue
             b = corrupt(rng, a, 1)
             a, b = " ".join(a), " ".join(b)
+            # a far pair holds no right answer (the policy writes many): drawn again when
+            # the extra mistakes undid an earlier one
+            if pair_extra_mistakes and " ".join(right) in (a, b):
+                continue
             if a != b and score(p, a) != score(p, b):
                 break
         if rng.random() < 0.5:

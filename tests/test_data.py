@@ -318,8 +318,8 @@ def test_pair_extra_mistakes_changes_pairs_jsonl_alone(tmp_path, monkeypatch, na
 @pytest.mark.parametrize("name", GENERATORS)
 def test_pair_extra_mistakes_lower_the_pairs_oracle_score(tmp_path, monkeypatch, capsys, name):
     """Each extra mistake moves the pairs' responses further below the demonstrations (which
-    the policy imitates), the pairs still differ as the generator's rule says, and the
-    generator prints the distance."""
+    the policy imitates), the pairs still differ as the generator's rule says, a far pair
+    holds no right answer, and the generator prints the distance."""
     kw = {"pair_style": "nested"} if name == "dedupe" else {}
     means = []
     for k in (0, 1, 2):
@@ -327,6 +327,7 @@ def test_pair_extra_mistakes_lower_the_pairs_oracle_score(tmp_path, monkeypatch,
         sc = [(t.oracle(r["prompt"], r["chosen"]), t.oracle(r["prompt"], r["rejected"]))
               for r in t.pairs]
         assert all(c != r for c, r in sc), f"k={k}: a pair the oracle scores the same"
+        assert k == 0 or all(max(c, r) < 1.0 for c, r in sc), f"k={k}: a right answer"
         means.append(sum(c + r for c, r in sc) / (2 * len(sc)))
         demos = sum(t.oracle(r["prompt"], r["response"]) for r in t.sft) / len(t.sft)
         line = [x for x in capsys.readouterr().out.splitlines()
