@@ -67,3 +67,13 @@ def print_examples(task):
     for name in ("sft", "pairs", "prompts", "test"):
         r = {k: v for k, v in task.require(name)[0].items() if not k.startswith("_")}
         print(f"  {name}: {json.dumps(r, ensure_ascii=False)}")
+
+
+def distance_line(score, pairs, sft_mean, extra):
+    """How far the pairs lie from what the policy writes, in the oracle's terms: the mean
+    score of their responses, chosen and rejected, beside the demonstrations' (which the
+    JSFT policy imitates)."""
+    got = [score(r["prompt"], r[k]) for r in pairs for k in ("chosen", "rejected")]
+    return (f"pairs.jsonl responses: mean oracle score {sum(got) / len(got):.3f} "
+            f"(demonstrations {sft_mean:.3f}): {extra} extra mistake{'' if extra == 1 else 's'}"
+            f" each (--pair_extra_mistakes)")

@@ -4,6 +4,7 @@ task nobody tuned them for. Its data is not committed: generate it where you nee
     python -m data.make_dedupe --out_dir out/tasks/dedupe
     python -m data.make_dedupe --out_dir /tmp/d --n_sft 100 --n_pairs 300   # a small one
     python -m data.make_dedupe --out_dir out/tasks/dedupe_nested --pair_style nested
+    python -m data.make_dedupe --out_dir out/tasks/dedupe_far2 --pair_extra_mistakes 2
 
 prompt "dedupe: red fox red owl sun fox" -> response "red fox owl sun": keep each word's
 first occurrence, in order (a filtering skill, where sorting orders and number words
@@ -16,6 +17,10 @@ Bradley-Terry draws on the oracle's score difference, T set for about 10% disagr
 better one plus one mistake; no ties), to tell the pairs' design from the task's skill.
 The generator uses the oracle (data/dedupe_oracle.py, copied in as oracle.py) for those
 labels; the trainers never see it. Prints counts and one example of each file.
+--pair_extra_mistakes K gives every response of every pair K more mistakes (a weaker
+writer; in nested pairs, the better one's before the worse is made from it), leaving the
+other files as they are at 0: how far the pairs lie from what the policy writes
+(docs/data.md, "How far the pairs lie from the policy").
 """
 import argparse
 import importlib.util
@@ -26,7 +31,8 @@ import sys
 
 if __package__ in (None, ""):  # run as a script: python data/make_dedupe.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from data.generator import bt_label, bt_temperature, print_examples, prompt_set, write_task
+from data.generator import (bt_label, bt_temperature, distance_line, print_examples,
+                            prompt_set, write_task)
 
 # -----------------------------------------------------------------------------
 # settings
@@ -43,6 +49,8 @@ sft_right = 0.5        # share of demonstrations that are fully right
 label_noise = 0.10     # target share of non-tied labels that disagree with the oracle
 pair_style = "independent"  # independent: two responses corrupted apart (ties happen);
                             # nested: the worse is the better plus one mistake, as in sort
+pair_extra_mistakes = 0  # how far pairs.jsonl lies from what the policy writes: mistakes
+                         # added to every response of every pair; other files unchanged
 WORDS = ("red blue green gold pink gray cat dog fox owl bee cow pig hen ant elk sun moon "
          "star rain snow wind tree leaf rock sand lake hill road door lamp cup pen book box "
          "key hat bell ship car").split()
@@ -127,11 +135,12 @@ def n_mistakes(rng):
 
 
 def generate(seed=seed, out_dir=out_dir, n_sft=n_sft, n_pairs=n_pairs, n_prompts=n_prompts,
-             n_test=n_test, pair_style=pair_style):
+             n_test=n_test, pair_style=pair_style, pair_extra_mistakes=pair_extra_mistakes):
     """Writes the task folder; every random draw comes from a stream named after seed."""
     print(f"seed={seed} out_dir={out_dir} n_sft={n_sft} n_pairs={n_pairs} "
           f"n_prompts={n_prompts} n_test={n_test} answers={min_unique}..{max_unique} words "
-          f"from {len(WORDS)}, repeats={min_dups}..{max_dups} pair_style={pair_style}")
+          f"from {len(WORDS)}, repeats={min_dups}..{max_dups} pair_style={pair_style} "
+          f"pair_extra_mistakes={pair_extra_mistakes}")
     os.makedirs(out_dir, exist_ok=True)
     shutil.copyfile(ORACLE_FILE, os.path.join(out_dir, "oracle.py"))
     score = load_score()
@@ -156,20 +165,27 @@ def generate(seed=seed, out_dir=out_dir, n_sft=n_sft, n_pairs=n_pairs, n_prompts
                     "response": " ".join(corrupt(rng, ws, first_occurrences(ws), k))})
 
     # 3) pairs: two responses corrupted independently (so some tie under the oracle), or
-    # nested, a pair differing by one mistake, which the oracle always tells apart
-    rng = random.Random(f"{seed}-pair-responses")
+    # nested, a pair differing by one mistake, which the oracle always tells apart; each
+    # response with pair_extra_mistakes more (none drawn at 0, which gives today's pairs)
+    rng, extra = random.Random(f"{seed}-pair-responses"), pair_extra_mistakes
     raw = []
     for ws in pair_ws:
         p, right = prompt_text(ws), first_occurrences(ws)
         while True:
             if pair_style == "nested":
                 a = corrupt(rng, ws, right, 0 if rng.random() < 0.6 else 1)
+                if extra:
+                    a = corrupt(rng, ws, a, extra)
                 a, b = " ".join(a), " ".join(corrupt(rng, ws, a, 1))
                 if rng.random() < 0.5:
                     a, b = b, a
             else:
-                a = " ".join(corrupt(rng, ws, right, n_mistakes(rng)))
-                b = " ".join(corrupt(rng, ws, right, n_mistakes(rng)))
+                a = " ".join(corrupt(rng, ws, right, n_mistakes(rng) + extra))
+                b = " ".join(corrupt(rng, ws, right, n_mistakes(rng) + extra))
+            # a far pair holds no right answer (the policy writes many): drawn again when
+            # the extra mistakes undid an earlier one
+            if extra and " ".join(right) in (a, b):
+                continue
             if a != b and (pair_style != "nested" or score(p, a) != score(p, b)):
                 break
         raw.append((p, a, b, score(p, a) - score(p, b)))
@@ -197,6 +213,7 @@ def generate(seed=seed, out_dir=out_dir, n_sft=n_sft, n_pairs=n_pairs, n_prompts
     print(f"pairs.jsonl   {len(pairs):5d}  oracle ties {ties / len(pairs):.1%} (a fair coin); "
           f"Bradley-Terry T={T} on the rest: labels disagreeing with the oracle "
           f"{disagree / (len(pairs) - ties):.1%} of them (target {label_noise:.0%})")
+    print(distance_line(score, pairs, sft_mean, pair_extra_mistakes))
     print(f"prompts.jsonl {len(prompts):5d}")
     print(f"test.jsonl    {len(test):5d}")
     print("no tokenizer.json: jsft.py trains one on the folder's text")
@@ -215,9 +232,15 @@ def main(argv=None):
         ap.add_argument("--" + name, type=int, default=value, help=f"default {value}")
     ap.add_argument("--pair_style", default=pair_style, choices=("independent", "nested"),
                     help=f"how a pair's two responses relate (default {pair_style})")
+    ap.add_argument("--pair_extra_mistakes", type=int, default=pair_extra_mistakes,
+                    help="mistakes added to every response of every pair, moving pairs.jsonl "
+                         "away from what the policy writes; other files unchanged "
+                         f"(default {pair_extra_mistakes})")
     args = ap.parse_args(argv)
+    if args.pair_extra_mistakes < 0:
+        ap.error("--pair_extra_mistakes must be 0 or more")
     generate(args.seed, args.out_dir, args.n_sft, args.n_pairs, args.n_prompts, args.n_test,
-             args.pair_style)
+             args.pair_style, args.pair_extra_mistakes)
 
 
 if __name__ == "__main__":

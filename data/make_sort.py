@@ -2,6 +2,9 @@
 
     python -m data.make_sort                   # rebuilds data/sort/
     python -m data.make_sort --out_dir /tmp/s  # same bytes elsewhere (oracle.py copied)
+    python -m data.make_sort --out_dir out/tasks/sort_far2 --pair_extra_mistakes 2
+                                               # the same task but for pairs.jsonl, whose
+                                               # responses carry 2 more mistakes each
 
 prompt "sort: 7 3 9 1 4" -> response "1 3 4 7 9". Demonstrations are imperfect on
 purpose (about half fully right) and preference labels are noisy, so that alignment has
@@ -20,17 +23,25 @@ label and both rationales come from one judgment: the chosen response's rational
 names more mistakes than the rejected's, and a wrong label is wrong because a mistake was
 overlooked or imagined, as its rationale says. The two rates were set so that about 10%
 of the labels disagree with the oracle. The trainers never see the oracle.
+
+pair_extra_mistakes (0 by default) says how far pairs.jsonl lies from what the policy
+writes: every response of every pair carries that many more mistakes, as from a weaker
+writer, while the two still differ as they do at 0; every other file stays byte for
+byte as at 0 (docs/data.md, "How far the pairs lie from the policy"). The annotator is
+unchanged, and reads responses with more mistakes less well: a larger share of the
+labels disagrees with the oracle (printed).
 """
 import argparse
 import os
 import random
 import shutil
 import sys
+import tempfile
 from collections import Counter
 
 if __package__ in (None, ""):  # run as a script: python data/make_sort.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from data.generator import print_examples, prompt_set, write_task
+from data.generator import distance_line, print_examples, prompt_set, write_task
 from data.task import load_oracle, train_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -50,6 +61,9 @@ label_noise = 0.10     # target share of labels that disagree with the oracle, w
 miss_rate = 0.10       # the annotator reaches by overlooking each real mistake this often
 imagine_rate = 0.10    # and seeing one that is not there in this share of responses
 vocab_size = 520       # BPE vocabulary cap; training stops at 515, when every word is one token
+pair_extra_mistakes = 0  # how far pairs.jsonl lies from what the policy writes: mistakes
+                         # added to every response of every pair (a weaker writer); the
+                         # other files stay byte for byte those of 0 (docs/data.md)
 # -----------------------------------------------------------------------------
 
 
@@ -220,11 +234,70 @@ def annotate(rng, right, a, b):
     return a_wins, rationale(sa), rationale(sb)
 
 
-def generate(seed=seed, out_dir=out_dir):
+def make_pairs(seed, pair_xs, score, extra=0):
+    """The preference pairs of the prompts pair_xs -> (records, counts), their responses
+    from the stream "{seed}-pair-responses" and their labels and rationales from the
+    annotator's. extra is pair_extra_mistakes: each response carries that many more
+    mistakes, drawn from the same stream (none drawn at 0, so 0 gives today's pairs)."""
+    # pairs of differing oracle score
+    rng = random.Random(f"{seed}-pair-responses")
+    raw, n_plausible = [], 0
+    for xs in pair_xs:
+        right, p = sorted(xs), prompt_text(xs)
+        plausible = rng.random() < plausible_share
+        n_plausible += plausible
+        while True:
+            if plausible:
+                # a weaker writer's plausible pair: the good response gets the extra
+                # mistakes, the plausible-but-wrong one that many more wrong numbers, so
+                # it stays sorted and of the right length (the blind spot it is there for)
+                a = right if rng.random() < 0.8 else corrupt(rng, right, 1)
+                if extra:
+                    a = corrupt(rng, a, extra)
+                b = plausible_wrong(rng, right, min(len(right), rng.choice((1, 2)) + extra))
+            else:
+                # the worse response is the better one plus one more mistake, so "fewer
+                # mistakes" is well defined and every pair asks one question: where is the
+                # extra error? (Two independently corrupted responses differ for incidental
+                # reasons, e.g. a swap costs 1 edit and a move 2: near coin-flip labels.)
+                # A weaker writer's better response has `extra` more mistakes first.
+                a = corrupt(rng, right, 0 if rng.random() < 0.6 else 1)
+                if extra:
+                    a = corrupt(rng, a, extra)
+                b = corrupt(rng, a, 1)
+            # a far pair holds no right answer (the policy writes many): drawn again when
+            # the extra mistakes undid an earlier one
+            if extra and right in (a, b):
+                continue
+            if a != b and score(p, fmt(a)) != score(p, fmt(b)):
+                break
+        if rng.random() < 0.5:
+            a, b = b, a
+        raw.append((p, right, a, b, score(p, fmt(a)) - score(p, fmt(b))))
+
+    # one noisy judgment per pair: the label and both rationales (the annotator, above)
+    rng = random.Random(f"{seed}-annotator")
+    pairs, disagree, misread = [], 0, 0
+    for p, right, a, b, d in raw:
+        a_wins, ra, rb = annotate(rng, right, a, b)
+        disagree += (d > 0) != a_wins
+        misread += (ra != rationale(mistakes(right, a))) + (rb != rationale(mistakes(right, b)))
+        (chosen, rc), (rejected, rr) = ((a, ra), (b, rb)) if a_wins else ((b, rb), (a, ra))
+        pairs.append({"prompt": p, "chosen": fmt(chosen), "rejected": fmt(rejected),
+                      "principle": "correctness", "rationale_chosen": rc,
+                      "rationale_rejected": rr})
+    return pairs, dict(plausible=n_plausible, disagree=disagree, misread=misread)
+
+
+def generate(seed=seed, out_dir=out_dir, pair_extra_mistakes=pair_extra_mistakes):
     """Writes the task folder; every random draw comes from a stream named after seed."""
     print(f"seed={seed} out_dir={out_dir} n_sft={n_sft} n_pairs={n_pairs} "
           f"n_prompts={n_prompts} n_test={n_test} lengths={min_len}..{max_len} "
-          f"numbers=0..{max_num} vocab_size={vocab_size}")
+          f"numbers=0..{max_num} vocab_size={vocab_size} "
+          f"pair_extra_mistakes={pair_extra_mistakes}")
+    if pair_extra_mistakes and os.path.abspath(out_dir) == os.path.abspath(HERE):
+        raise ValueError(f"pair_extra_mistakes={pair_extra_mistakes} would overwrite the "
+                         f"committed {HERE}: write the far copy elsewhere (--out_dir)")
     os.makedirs(out_dir, exist_ok=True)
     if os.path.abspath(out_dir) != os.path.abspath(HERE):  # a complete task folder
         shutil.copyfile(os.path.join(HERE, "oracle.py"), os.path.join(out_dir, "oracle.py"))
@@ -252,46 +325,24 @@ def generate(seed=seed, out_dir=out_dir):
         k = 0 if rng.random() < sft_right else (1 if rng.random() < 0.75 else 2)
         sft.append({"prompt": prompt_text(xs), "response": fmt(corrupt(rng, right, k))})
 
-    # 3) pairs of differing oracle score
-    rng = random.Random(f"{seed}-pair-responses")
-    raw, n_plausible = [], 0
-    for xs in pair_xs:
-        right, p = sorted(xs), prompt_text(xs)
-        plausible = rng.random() < plausible_share
-        n_plausible += plausible
-        while True:
-            if plausible:
-                a = right if rng.random() < 0.8 else corrupt(rng, right, 1)
-                b = plausible_wrong(rng, right, rng.choice((1, 2)))
-            else:
-                # the worse response is the better one plus one more mistake, so "fewer
-                # mistakes" is well defined and every pair asks one question: where is the
-                # extra error? (Two independently corrupted responses differ for incidental
-                # reasons, e.g. a swap costs 1 edit and a move 2: near coin-flip labels.)
-                a = corrupt(rng, right, 0 if rng.random() < 0.6 else 1)
-                b = corrupt(rng, a, 1)
-            if a != b and score(p, fmt(a)) != score(p, fmt(b)):
-                break
-        if rng.random() < 0.5:
-            a, b = b, a
-        raw.append((p, right, a, b, score(p, fmt(a)) - score(p, fmt(b))))
+    # 3) pairs of differing oracle score, and 4) one noisy judgment each (make_pairs)
+    pairs, n = make_pairs(seed, pair_xs, score, pair_extra_mistakes)
+    n_plausible, disagree, misread = n["plausible"], n["disagree"], n["misread"]
 
-    # 4) one noisy judgment per pair: the label and both rationales (the annotator, above)
-    rng = random.Random(f"{seed}-annotator")
-    pairs, disagree, misread = [], 0, 0
-    for p, right, a, b, d in raw:
-        a_wins, ra, rb = annotate(rng, right, a, b)
-        disagree += (d > 0) != a_wins
-        misread += (ra != rationale(mistakes(right, a))) + (rb != rationale(mistakes(right, b)))
-        (chosen, rc), (rejected, rr) = ((a, ra), (b, rb)) if a_wins else ((b, rb), (a, ra))
-        pairs.append({"prompt": p, "chosen": fmt(chosen), "rejected": fmt(rejected),
-                      "principle": "correctness", "rationale_chosen": rc,
-                      "rationale_rejected": rr})
-
-    # 5) write, then train the tokenizer on the folder's text as a trainer would
-    task = write_task(out_dir, sft, pairs, [{"prompt": prompt_text(xs)} for xs in prompts],
-                      [{"prompt": prompt_text(xs)} for xs in test])
-    tok = train_tokenizer(task.texts(), vocab_size=vocab_size)
+    # 5) write, then train the tokenizer on the folder's text as a trainer would. With
+    # extra mistakes, on the text the folder has without them (pairs made at 0, in a
+    # scratch folder): BPE merges follow word counts, so the far pairs would give another
+    # tokenizer.json, and a far copy is to differ from the default folder in pairs.jsonl
+    # alone (one JSFT checkpoint, which carries its own tokenizer anyway, serves both)
+    on_policy = [{"prompt": prompt_text(xs)} for xs in prompts]
+    held = [{"prompt": prompt_text(xs)} for xs in test]
+    task = write_task(out_dir, sft, pairs, on_policy, held)
+    texts = task.texts()
+    if pair_extra_mistakes:
+        with tempfile.TemporaryDirectory() as tmp:
+            texts = write_task(tmp, sft, make_pairs(seed, pair_xs, score)[0], on_policy,
+                               held).texts()
+    tok = train_tokenizer(texts, vocab_size=vocab_size)
     tok.save(os.path.join(out_dir, "tokenizer.json"))
 
     # 6) checks the trainers rely on
@@ -313,6 +364,7 @@ def generate(seed=seed, out_dir=out_dir):
           f"imagines one in {imagine_rate:.0%} of responses) misreads "
           f"{misread / (2 * len(pairs)):.1%} of responses: labels disagreeing with the "
           f"oracle {disagree / len(pairs):.1%} (target {label_noise:.0%})")
+    print(distance_line(score, pairs, sft_mean, pair_extra_mistakes))
     print(f"prompts.jsonl {len(prompts):5d}")
     print(f"test.jsonl    {len(test):5d}")
     print(f"tokenizer.json vocab {tok.get_vocab_size()}")
@@ -325,8 +377,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=seed, help="everything is drawn from it")
     ap.add_argument("--out_dir", default=out_dir, help="where the task is written")
+    ap.add_argument("--pair_extra_mistakes", type=int, default=pair_extra_mistakes,
+                    help="mistakes added to every response of every pair, moving pairs.jsonl "
+                         "away from what the policy writes; other files unchanged "
+                         f"(default {pair_extra_mistakes})")
     args = ap.parse_args(argv)
-    generate(args.seed, args.out_dir)
+    if args.pair_extra_mistakes < 0:
+        ap.error("--pair_extra_mistakes must be 0 or more")
+    if args.pair_extra_mistakes and os.path.abspath(args.out_dir) == os.path.abspath(HERE):
+        ap.error(f"--pair_extra_mistakes would overwrite the committed {HERE}: pass --out_dir")
+    generate(args.seed, args.out_dir, args.pair_extra_mistakes)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@ the seed): a translation skill, where sorting is an ordering one.
 
     python -m data.make_words                   # rebuilds data/words/
     python -m data.make_words --out_dir /tmp/w  # same bytes elsewhere (oracle.py copied)
+    python -m data.make_words --out_dir out/tasks/words_far2 --pair_extra_mistakes 2
+                                                # the same task but for pairs.jsonl, whose
+                                                # responses carry 2 more mistakes each
 
 prompt "words: 4521" -> response "four thousand five hundred twenty one" (0 to 9999; the
 answer's rules are in data/words/oracle.py). Built like data/sort, on purpose minus three
@@ -15,6 +18,12 @@ labels disagree with the oracle: with no rationale there is nothing a coin could
 contradict, and this is the labelling of the task a reviewer saw the defaults fail on.
 The generator uses the oracle for the labels and to keep pairs it scores differently;
 the trainers never see it. Prints counts and one example of each file.
+
+pair_extra_mistakes (0 by default) says how far pairs.jsonl lies from what the policy
+writes: every response of every pair carries that many more mistakes, as from a weaker
+writer, while the two still differ by one mistake; every other file stays byte for byte
+as at 0 (docs/data.md, "How far the pairs lie from the policy"). T is set again for the
+new pairs, so about 10% of their labels still disagree with the oracle.
 """
 import argparse
 import importlib.util
@@ -25,7 +34,8 @@ import sys
 
 if __package__ in (None, ""):  # run as a script: python data/make_words.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from data.generator import bt_label, bt_temperature, print_examples, prompt_set, write_task
+from data.generator import (bt_label, bt_temperature, distance_line, print_examples,
+                            prompt_set, write_task)
 
 # -----------------------------------------------------------------------------
 # settings
@@ -39,6 +49,9 @@ n_test = 200           # held-out prompts
 max_num = 9999         # 0..9999: 10,000 numbers, enough for disjoint sets (0..999 is not)
 sft_right = 0.5        # share of demonstrations that are fully right
 label_noise = 0.10     # target share of labels that disagree with the oracle
+pair_extra_mistakes = 0  # how far pairs.jsonl lies from what the policy writes: mistakes
+                         # added to every response of every pair (a weaker writer); the
+                         # other files stay byte for byte those of 0 (docs/data.md)
 # -----------------------------------------------------------------------------
 
 
@@ -121,10 +134,14 @@ def corrupt(rng, right, k):
             return ws
 
 
-def generate(seed=seed, out_dir=out_dir):
+def generate(seed=seed, out_dir=out_dir, pair_extra_mistakes=pair_extra_mistakes):
     """Writes the task folder; every random draw comes from a stream named after seed."""
     print(f"seed={seed} out_dir={out_dir} n_sft={n_sft} n_pairs={n_pairs} "
-          f"n_prompts={n_prompts} n_test={n_test} numbers=0..{max_num}")
+          f"n_prompts={n_prompts} n_test={n_test} numbers=0..{max_num} "
+          f"pair_extra_mistakes={pair_extra_mistakes}")
+    if pair_extra_mistakes and os.path.abspath(out_dir) == os.path.abspath(HERE):
+        raise ValueError(f"pair_extra_mistakes={pair_extra_mistakes} would overwrite the "
+                         f"committed {HERE}: write the far copy elsewhere (--out_dir)")
     os.makedirs(out_dir, exist_ok=True)
     if os.path.abspath(out_dir) != os.path.abspath(HERE):  # a complete task folder
         shutil.copyfile(os.path.join(HERE, "oracle.py"), os.path.join(out_dir, "oracle.py"))
@@ -153,15 +170,26 @@ def generate(seed=seed, out_dir=out_dir):
 
     # 3) pairs of differing oracle score: the better response is right (60%) or has one
     # mistake, the worse one is the better one plus one more mistake (as in data/sort:
-    # every pair asks one question, where is the extra error?)
+    # every pair asks one question, where is the extra error?). A weaker writer
+    # (pair_extra_mistakes) adds its extra mistakes to the better response before the
+    # worse one is made from it, so both carry them and the pair still differs by one;
+    # none are drawn at 0, which gives today's pairs.
     rng = random.Random(f"{seed}-pair-responses")
     raw = []
     for n in pair_ns:
         p, right = prompt_text(n), ORACLE.number_words(n)
         while True:
             a = corrupt(rng, right, 0 if rng.random() < 0.6 else 1)
+            if pair_extra_mistakes:
+                a = corrupt(rng, a, pair_extra_mistakes)
+                if not a:  # every word dropped ("two hundred"): nothing to add one to
+                    continue
             b = corrupt(rng, a, 1)
             a, b = " ".join(a), " ".join(b)
+            # a far pair holds no right answer (the policy writes many): drawn again when
+            # the extra mistakes undid an earlier one
+            if pair_extra_mistakes and " ".join(right) in (a, b):
+                continue
             if a != b and score(p, a) != score(p, b):
                 break
         if rng.random() < 0.5:
@@ -193,6 +221,7 @@ def generate(seed=seed, out_dir=out_dir):
     print(f"pairs.jsonl   {len(pairs):5d}  holding the right answer "
           f"{right_in_pairs / len(pairs):.1%}; Bradley-Terry T={T}: labels disagreeing "
           f"with the oracle {disagree / len(pairs):.1%} (target {label_noise:.0%})")
+    print(distance_line(score, pairs, sft_mean, pair_extra_mistakes))
     print(f"prompts.jsonl {len(prompts):5d}")
     print(f"test.jsonl    {len(test):5d}  answers of {min(lengths)}-{max(lengths)} words")
     print("no tokenizer.json: jsft.py trains one on the folder's text")
@@ -205,8 +234,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=seed, help="everything is drawn from it")
     ap.add_argument("--out_dir", default=out_dir, help="where the task is written")
+    ap.add_argument("--pair_extra_mistakes", type=int, default=pair_extra_mistakes,
+                    help="mistakes added to every response of every pair, moving pairs.jsonl "
+                         "away from what the policy writes; other files unchanged "
+                         f"(default {pair_extra_mistakes})")
     args = ap.parse_args(argv)
-    generate(args.seed, args.out_dir)
+    if args.pair_extra_mistakes < 0:
+        ap.error("--pair_extra_mistakes must be 0 or more")
+    if args.pair_extra_mistakes and os.path.abspath(args.out_dir) == os.path.abspath(HERE):
+        ap.error(f"--pair_extra_mistakes would overwrite the committed {HERE}: pass --out_dir")
+    generate(args.seed, args.out_dir, args.pair_extra_mistakes)
 
 
 if __name__ == "__main__":

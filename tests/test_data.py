@@ -279,6 +279,80 @@ def test_dedupe_generator_writes_a_loadable_task(tmp_path, capsys):
 
 
 # -----------------------------------------------------------------------------
+# pair_extra_mistakes: how far pairs.jsonl lies from what the policy writes
+
+GENERATORS = ("sort", "words", "dedupe")
+SMALL = dict(n_sft=200, n_pairs=400, n_prompts=30, n_test=20)
+
+
+def generate_small(monkeypatch, folder, name, k, **kw):
+    """data/make_NAME.py's task at small sizes into folder, with k extra mistakes a pair
+    response; -> the generator's printed lines are left to capsys."""
+    import importlib
+    module = importlib.import_module(f"data.make_{name}")
+    if name == "dedupe":  # takes its sizes as arguments
+        kw.update(SMALL)
+    else:  # reads them from its settings block
+        for key, value in SMALL.items():
+            monkeypatch.setattr(module, key, value)
+    module.generate(out_dir=str(folder), pair_extra_mistakes=k, **kw)
+    return str(folder)
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_pair_extra_mistakes_changes_pairs_jsonl_alone(tmp_path, monkeypatch, name):
+    """One JSFT checkpoint serves the default folder and a far copy only if prompts,
+    demonstrations, test prompts and (sort's) tokenizer.json are the same bytes."""
+    near = generate_small(monkeypatch, tmp_path / "k0", name, 0)
+    far = generate_small(monkeypatch, tmp_path / "k2", name, 2)
+    assert sorted(os.listdir(near)) == sorted(os.listdir(far))
+    for file in sorted(os.listdir(near)):
+        with open(os.path.join(near, file), "rb") as a, open(os.path.join(far, file), "rb") as b:
+            same = a.read() == b.read()
+        assert same == (file != "pairs.jsonl"), f"{file} {'same' if same else 'differs'} at k=2"
+    # the same prompts, in the same order: only the responses moved
+    assert ([r["prompt"] for r in load_task(near).pairs]
+            == [r["prompt"] for r in load_task(far).pairs])
+
+
+@pytest.mark.parametrize("name", GENERATORS)
+def test_pair_extra_mistakes_lower_the_pairs_oracle_score(tmp_path, monkeypatch, capsys, name):
+    """Each extra mistake moves the pairs' responses further below the demonstrations (which
+    the policy imitates), the pairs still differ as the generator's rule says, a far pair
+    holds no right answer, and the generator prints the distance."""
+    kw = {"pair_style": "nested"} if name == "dedupe" else {}
+    means = []
+    for k in (0, 1, 2):
+        t = load_task(generate_small(monkeypatch, tmp_path / f"k{k}", name, k, **kw))
+        sc = [(t.oracle(r["prompt"], r["chosen"]), t.oracle(r["prompt"], r["rejected"]))
+              for r in t.pairs]
+        assert all(c != r for c, r in sc), f"k={k}: a pair the oracle scores the same"
+        assert k == 0 or all(max(c, r) < 1.0 for c, r in sc), f"k={k}: a right answer"
+        means.append(sum(c + r for c, r in sc) / (2 * len(sc)))
+        demos = sum(t.oracle(r["prompt"], r["response"]) for r in t.sft) / len(t.sft)
+        line = [x for x in capsys.readouterr().out.splitlines()
+                if x.startswith("pairs.jsonl responses:")]
+        assert line == [f"pairs.jsonl responses: mean oracle score {means[-1]:.3f} "
+                        f"(demonstrations {demos:.3f}): {k} extra "
+                        f"mistake{'' if k == 1 else 's'} each (--pair_extra_mistakes)"]
+    assert means[0] - means[1] > 0.05 and means[1] - means[2] > 0.05, means
+
+
+@pytest.mark.parametrize("name", ("sort", "words"))
+def test_pair_extra_mistakes_never_overwrite_the_committed_folder(monkeypatch, name):
+    import importlib
+    module = importlib.import_module(f"data.make_{name}")
+
+    def refuse(*args):  # should the guard fail, fail before anything is written
+        raise AssertionError(f"the committed {name} folder was about to be overwritten")
+    monkeypatch.setattr(module, "write_task", refuse)
+    with pytest.raises(SystemExit):
+        module.main(["--pair_extra_mistakes=1"])
+    with pytest.raises(ValueError, match="would overwrite the committed"):
+        module.generate(pair_extra_mistakes=1)
+
+
+# -----------------------------------------------------------------------------
 # the loader
 
 def write(path, lines):
