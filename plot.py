@@ -7,8 +7,9 @@ metrics.jsonl, and evaluate.py's best_of.json.
     python plot.py --runs=out,out/seed2,out/seed3 --to=docs/img/sort   # seeds averaged
 
 A root in --runs holds the run folders of one seed, as run.sh writes them: selfjudge,
-offpolicy, dpo, raft, jsft/best_of.json, overopt and overopt_guard. A figure whose runs
-are missing is skipped with a note.
+offpolicy, dpo, raft, dpo_kK (offline DPO on pairs K mistakes further from the policy),
+jsft/best_of.json, overopt and overopt_guard. A figure whose runs are missing is
+skipped.
 """
 import json
 import math
@@ -50,11 +51,11 @@ def nice_ticks(lo, hi, n=5):
 def line_chart(series, title, xlabel, ylabel, ylim=None, xticks=None, w=860, h=360):
     """SVG text of a line chart, its legend on the right. series: dicts with label, x, y
     (equal-length lists; None in y is a gap), and optionally dash=True, faint=True (a thin
-    line without a legend entry, e.g. one seed of a mean), color. xticks: [(x, label)] to
-    override the ticks."""
+    line without a legend entry), color, and lo, hi (lists like y: a shaded band around
+    the line, e.g. the range over seeds). xticks: [(x, label)] to override the ticks."""
     L, R, T, B = 64, 250, 36, 48  # margins; the legend sits in the right one
     xs = [x for s in series for x in s["x"]]
-    ys = [y for s in series for y in s["y"] if y is not None]
+    ys = [y for s in series for k in ("y", "lo", "hi") for y in s.get(k) or [] if y is not None]
     if not xs or not ys:
         raise ValueError(f"{title}: nothing to draw")
     x0, x1 = min(xs), max(xs)
@@ -78,6 +79,13 @@ def line_chart(series, title, xlabel, ylabel, ylim=None, xticks=None, w=860, h=3
                f'<text x="{(L + w - R) / 2}" y="{h - 10}" text-anchor="middle">'
                f'{escape(xlabel)}</text><text transform="translate(14 {(T + h - B) / 2}) '
                f'rotate(-90)" text-anchor="middle">{escape(ylabel)}</text>')
+    for i, s in enumerate(series):  # bands first, under every line
+        if s.get("lo"):
+            edge = [(X(x), Y(y)) for x, y in zip(s["x"], s["hi"])] + \
+                [(X(x), Y(y)) for x, y in reversed(list(zip(s["x"], s["lo"])))]
+            out.append(f'<polygon fill="{s.get("color", COLORS[i % len(COLORS)])}" '
+                       'fill-opacity="0.15" stroke="none" points="'
+                       + " ".join(f"{x:.1f},{y:.1f}" for x, y in edge) + '"/>')
     legend = 0
     for i, s in enumerate(series):
         color = s.get("color", COLORS[i % len(COLORS)])
@@ -135,30 +143,71 @@ def curve(rows, key, smooth=1):
 
 
 def seeds_and_mean(roots, sub, key, label, color, smooth=1, dash=False):
-    """One metric of run `sub` under every root: a faint line per seed and their mean
-    (over the steps every seed logged)."""
+    """One metric of run `sub` under every root: the mean over the seeds, at the steps
+    every seed logged, with their range (lowest to highest) as a band."""
     runs = [read_metrics(os.path.join(r, sub)) for r in roots]
     curves = [curve(rows, key, smooth) for rows in runs if rows]
-    curves = [c for c in curves if c[0]]
+    curves = [dict(zip(*c)) for c in curves if c[0]]
     if not curves:
         return []
-    common = sorted(set.intersection(*(set(c[0]) for c in curves)))
-    mean = [sum(dict(zip(*c))[s] for c in curves) / len(curves) for s in common]
-    faint = [dict(label="", x=x, y=y, faint=True, color=color) for x, y in curves] \
-        if len(curves) > 1 else []
-    return faint + [dict(label=label, x=common, y=mean, color=color, dash=dash)]
+    common = sorted(set.intersection(*(set(c) for c in curves)))
+    at = [[c[s] for c in curves] for s in common]
+    band = dict(lo=[min(v) for v in at], hi=[max(v) for v in at]) if len(curves) > 1 else {}
+    return [dict(label=label, x=common, y=[sum(v) / len(v) for v in at], color=color,
+                 dash=dash, **band)]
+
+
+def far_runs(roots):
+    """{K: run folder name} of offline DPO on pairs K mistakes further from the policy
+    (run.sh's dpo_kK, made with the task generator's --pair_extra_mistakes=K; dpo is K=0),
+    for the K that every root holds."""
+    ks = [{int(d[len("dpo_k"):]) for d in os.listdir(r) if d.startswith("dpo_k")
+           and d[len("dpo_k"):].isdigit()} if os.path.isdir(r) else set() for r in roots]
+    return {0: "dpo", **{k: f"dpo_k{k}" for k in sorted(set.intersection(*ks))}}
+
+
+def gap_series(roots, far):
+    """SELF-JUDGE's win rate minus offline DPO's at each distance K of far: the last
+    evaluation both runs of a seed logged; the mean over seeds, with the range."""
+    gaps = {}
+    for k, sub in far.items():
+        for r in roots:
+            on, off = (dict(zip(*curve(read_metrics(os.path.join(r, s)) or [],
+                                       "eval_win_rate_vs_ref"))) for s in ("selfjudge", sub))
+            both = sorted(set(on) & set(off))
+            if both:
+                gaps.setdefault(k, []).append(on[both[-1]] - off[both[-1]])
+    ks = [k for k in far if len(gaps.get(k, [])) == len(roots)]
+    if len(ks) < 2:
+        return []
+    g = [gaps[k] for k in ks]
+    band = dict(lo=[min(v) for v in g], hi=[max(v) for v in g]) if len(roots) > 1 else {}
+    return [dict(label="SELF-JUDGE - offline DPO", x=ks, y=[sum(v) / len(v) for v in g],
+                 color=COLORS[0], **band),
+            dict(label="no difference", x=[ks[0], ks[-1]], y=[0, 0], color=COLORS[6],
+                 dash=True)]
 
 
 def figures(cfg):
     """{file name: SVG text} for every figure whose runs exist."""
     roots, out = cfg.runs.split(","), {}
-    task = cfg.task + (f" ({len(roots)} seeds, faint: each)" if len(roots) > 1 else "")
+    task = cfg.task + (f" ({len(roots)} seeds: mean, band: range)" if len(roots) > 1 else "")
+    far = far_runs(roots)
     modes = [s for i, (sub, label) in enumerate(MODES)
-             for s in seeds_and_mean(roots, sub, "eval_oracle_score", label, COLORS[i])]
+             for s in seeds_and_mean(roots, sub, "eval_win_rate_vs_ref", label, COLORS[i])]
+    modes += [s for k, sub in far.items() if k
+              for s in seeds_and_mean(roots, sub, "eval_win_rate_vs_ref",
+                                      f"offline DPO, pairs +{k} mistakes", COLORS[2], dash=True)]
     if modes:
         out[f"{cfg.task}_modes.svg"] = line_chart(
-            modes, f"{task}: the policy's oracle score on held-out prompts, by training mode",
-            "step", "mean oracle score, held-out prompts")
+            modes, f"{task}: win rate against JSFT, by training mode", "step",
+            "win rate vs JSFT (oracle, held-out prompts)")
+    gap = gap_series(roots, far)
+    if gap:
+        out[f"{cfg.task}_gap.svg"] = line_chart(
+            gap, f"{task}: how far the offline pairs lie from the policy, and the gap",
+            "extra mistakes in each response of the offline pairs (--pair_extra_mistakes)",
+            "win rate: SELF-JUDGE minus offline DPO", xticks=[(k, k) for k in gap[0]["x"]])
     agree = (seeds_and_mean(roots, "selfjudge", "oracle_agree_kept", "pairs trained on",
                             COLORS[0], cfg.smooth)
              + seeds_and_mean(roots, "selfjudge", "oracle_agree_all", "all pairs judged",

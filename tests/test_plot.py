@@ -48,11 +48,11 @@ def write_run(folder, rows):
 def test_figures_average_the_seeds_and_skip_missing_runs(tmp_path, capsys):
     for seed, shift in (("s1", 0.0), ("s2", 0.1)):
         write_run(tmp_path / seed / "selfjudge",
-                  [dict(step=0, eval_oracle_score=0.5 + shift)]
+                  [dict(step=0, eval_win_rate_vs_ref=0.5 + shift)]
                   + [dict(step=i, oracle_agree_kept=0.9, kept=0.5) for i in (1, 2)]
-                  + [dict(step=3, eval_oracle_score=0.7 + shift)])
-        write_run(tmp_path / seed / "dpo", [dict(step=0, eval_oracle_score=0.5 + shift),
-                                            dict(step=3, eval_oracle_score=0.6 + shift)])
+                  + [dict(step=3, eval_win_rate_vs_ref=0.7 + shift)])
+        write_run(tmp_path / seed / "dpo", [dict(step=0, eval_win_rate_vs_ref=0.5 + shift),
+                                            dict(step=3, eval_win_rate_vs_ref=0.6 + shift)])
     os.makedirs(tmp_path / "s1" / "jsft")
     with open(tmp_path / "s1" / "jsft" / "best_of.json", "w") as f:
         json.dump({"1": dict(winner=0.5, random=0.5, oracle=0.5),
@@ -65,10 +65,34 @@ def test_figures_average_the_seeds_and_skip_missing_runs(tmp_path, capsys):
     means = [p.get("points") for p in modes.iter(f"{SVG}polyline")
              if p.get("stroke-width") == "2"]
     assert len(means) == 2  # SELF-JUDGE and DPO; off-policy and raft are missing
+    assert len(modes.findall(f"{SVG}polygon")) == 2  # each with the seeds' range
     texts = [t.text for t in modes.iter(f"{SVG}text")]
     assert "SELF-JUDGE (on-policy)" in texts
-    assert any("(2 seeds, faint: each)" in t for t in texts)
+    assert any("(2 seeds: mean, band: range)" in t for t in texts)
     plot.main([f"--runs={tmp_path}/s1,{tmp_path}/s2", f"--to={tmp_path}/img"])
     assert sorted(os.listdir(tmp_path / "img")) == sorted(figs)
     with pytest.raises(SystemExit, match="no runs to draw"):
         plot.main([f"--runs={tmp_path}/nothing", f"--to={tmp_path}/img2"])
+
+
+def test_the_gap_figure_plots_selfjudge_minus_offline_dpo_against_the_pairs_distance(tmp_path):
+    """dpo_kK beside dpo: offline DPO on pairs K mistakes further from the policy. The gap
+    at each K is SELF-JUDGE's last win rate minus that run's, averaged over seeds, and
+    the range of the seeds spans their lowest and highest gap."""
+    for seed, shift in (("s1", 0.0), ("s2", 0.1)):
+        write_run(tmp_path / seed / "selfjudge", [dict(step=0, eval_win_rate_vs_ref=0.5),
+                                                  dict(step=4, eval_win_rate_vs_ref=0.9)])
+        for sub, last in (("dpo", 0.8), ("dpo_k1", 0.7), ("dpo_k2", 0.5)):
+            write_run(tmp_path / seed / sub, [dict(step=0, eval_win_rate_vs_ref=0.5),
+                                              dict(step=4, eval_win_rate_vs_ref=last - shift)])
+    cfg = plot.parse_flags(plot.defaults, [f"--runs={tmp_path}/s1,{tmp_path}/s2"])
+    assert plot.far_runs(cfg.runs.split(",")) == {0: "dpo", 1: "dpo_k1", 2: "dpo_k2"}
+    gap = plot.gap_series(cfg.runs.split(","), plot.far_runs(cfg.runs.split(",")))
+    assert gap[0]["x"] == [0, 1, 2]
+    assert gap[0]["y"] == pytest.approx([0.15, 0.25, 0.45])  # 0.9 - (0.8, 0.7): mean 0.15
+    assert gap[0]["lo"] == pytest.approx([0.1, 0.2, 0.4])
+    assert gap[0]["hi"] == pytest.approx([0.2, 0.3, 0.5])
+    figs = plot.figures(cfg)
+    assert "sort_gap.svg" in figs
+    texts = [t.text for t in ET.fromstring(figs["sort_modes.svg"]).iter(f"{SVG}text")]
+    assert "offline DPO, pairs +2 mistakes" in texts
