@@ -20,10 +20,11 @@ Writes out_dir/ckpt.pt (every ckpt_interval steps, so --resume continues after a
 and out_dir/metrics.jsonl (one line per step). evaluate.py --report compares the runs.
 """
 import contextlib
+import math
 import os
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from types import SimpleNamespace
 
 import torch
@@ -57,7 +58,7 @@ defaults = dict(
     cutoff="drop",             # a sample cut off at max_new_tokens: drop the pair | keep
     raft_n=2,                  # raft: samples per prompt, best picked by raft_n - 1
                                # judgments (2: SELF-JUDGE's budget of samples and judgments)
-    max_steps=150,             # optimizer steps
+    max_steps=600,             # optimizer steps
     batch_size=32,             # prompts per step (two samples each)
     lr=6e-5,                   # AdamW learning rate (constant after warmup)
     warmup_steps=10,           # linear warmup of the learning rate over these steps
@@ -68,11 +69,15 @@ defaults = dict(
     max_new_tokens=40,         # response length limit
     lora_rank=0,               # >0: train LoRA adapters; the reference is adapters-off
     lora_alpha=16.0,           # LoRA scale: an adapter adds (alpha / rank) x B A x
-    eval_interval=25,          # oracle + judge evaluation on test.jsonl every this many steps
+    eval_interval=50,          # oracle + judge evaluation on test.jsonl every this many steps
     eval_prompts=200,          # test prompts per evaluation
-    ckpt_interval=25,          # save ckpt.pt every this many steps (and at the end)
+    ckpt_interval=50,          # save ckpt.pt every this many steps (and at the end)
     seed=1337,                 # seeds every sample, pick and pairing: a run repeats exactly
     device="auto",             # auto: cuda, then mps, then cpu
+    max_position_bias=0.25,    # stop when the judge's decisions follow the position, not
+                               # the content, on more than this share of the policy's own
+                               # differing pairs (mean of the last 50 steps): the policy has
+                               # moved where its judge cannot tell answers apart; 0 = never
     allow_weak_judge=False,    # train even if the judge is near chance on the held-out
                                # labelled pairs (refused by default: it does harm)
     resume=False,              # continue from out_dir/ckpt.pt
@@ -85,6 +90,7 @@ limits = dict(mode=("onpolicy", "offpolicy", "offline", "raft"),
               batch_size="[1, inf)", lr="(0, inf)", warmup_steps="[0, inf)",
               grad_clip="(0, inf)", temperature="(0, inf)", top_p="(0, 1]",
               max_new_tokens="[1, inf)", lora_rank="[0, inf)", lora_alpha="(0, inf)",
+              max_position_bias="[0, 1]",
               eval_interval="[0, inf)", eval_prompts="[0, inf)", ckpt_interval="[1, inf)")
 
 
@@ -300,6 +306,10 @@ def load_models(cfg, device):
     if cfg.resume:
         policy, _, meta = resume_from(cfg, "selfjudge", ("mode", "init", "lora_rank"), device)
         step, opt_state = meta["step"], meta.get("optimizer")
+        if meta.get("stopped") and cfg.max_position_bias:
+            raise ValueError(f"{cfg.out_dir}/ckpt.pt: this run stopped at step {step}, its "
+                             "judge blind on the policy's pairs; --resume would stop again "
+                             "(add --max_position_bias=0 to train on anyway)")
     else:
         policy, _, _ = load_checkpoint(cfg.init, device)
     if cfg.lora_rank:
@@ -322,12 +332,33 @@ def learn(run, examples, step):
     return stats
 
 
+GUARD_STEPS = 50  # the judge's position bias is averaged over this many steps
+
+
+def judge_blind(recent, stats, limit):
+    """The guard against a judge the policy has outgrown: on-policy, each step measures on
+    the policy's own pairs how often the judge's two single-order decisions name the same
+    letter, i.e. follow the position (judge_flips). A judge that reads the content does so
+    rarely; once the policy's answers differ only where the judge cannot see, it does so
+    often, and it is also wrong on more of the pairs it decides (the oracle's diagnostics
+    show both at once on data/words, README "Why on-policy?"). Returns the mean over the
+    last GUARD_STEPS steps once it passes limit, else None; recent: that window."""
+    flips = stats.get("judge_flips")
+    if limit and flips is not None and not math.isnan(flips):  # nan: no pair differed
+        recent.append(flips)
+        if len(recent) == GUARD_STEPS and sum(recent) / GUARD_STEPS > limit:
+            return sum(recent) / GUARD_STEPS
+    return None
+
+
 def train(run, oracle, evaluate, log, start):
     """The steps start .. max_steps, each logged, with an evaluation every eval_interval
-    steps and a checkpoint every ckpt_interval. Returns a tally: steps that updated the
-    policy, examples trained on, pairs judged, and make_pairs' reasons for skipping."""
+    steps and a checkpoint every ckpt_interval; on-policy, the run stops early when the
+    judge goes blind on the policy's pairs (judge_blind). Returns a tally: steps that
+    updated the policy, examples trained on, pairs judged, make_pairs' reasons for
+    skipping, and `stopped`, the step and the bias where the guard stopped the run."""
     cfg, source = run.cfg, SOURCES[run.cfg.mode]
-    tally = Counter()
+    tally, recent = Counter(), deque(maxlen=GUARD_STEPS)
     bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps,
                desc=cfg.mode, dynamic_ncols=True, disable=None)
     for step in bar:
@@ -343,9 +374,15 @@ def train(run, oracle, evaluate, log, start):
         if evaluate and cfg.eval_interval and (step + 1) % cfg.eval_interval == 0:
             stats.update(evaluate(step + 1))
         log(stats)
-        if (step + 1) % cfg.ckpt_interval == 0 or step + 1 == cfg.max_steps:
+        bias = judge_blind(recent, stats, cfg.max_position_bias)
+        if bias is not None:
+            tally["stopped"] = (step + 1, bias)
+        if (step + 1) % cfg.ckpt_interval == 0 or step + 1 == cfg.max_steps or bias:
             save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), run.policy, run.tok,
-                            dict(step=step + 1, flags=dict(cfg), stage="selfjudge"), run.opt)
+                            dict(step=step + 1, flags=dict(cfg), stage="selfjudge",
+                                 stopped=bias is not None), run.opt)
+        if bias is not None:
+            break
     return tally
 
 
@@ -392,7 +429,15 @@ def main(argv=None):
     if start == 0 and evaluate:
         log(dict(step=0, **evaluate(0)))
     t0, tally = time.time(), train(run, oracle, evaluate, log, start)
-    print(f"done in {time.time() - t0:.0f}s; {tally['updated']} of {cfg.max_steps - start} "
+    if tally["stopped"]:
+        step, bias = tally["stopped"]
+        print(f"stopped at step {step} of {cfg.max_steps}: the judge's decisions followed the "
+              f"position on {bias:.0%} of the policy's pairs over the last {GUARD_STEPS} steps "
+              f"(--max_position_bias={cfg.max_position_bias}); the policy has moved where its "
+              "judge cannot tell answers apart, and training on would teach it the judge's "
+              "mistakes (--max_position_bias=0 trains on anyway)")
+    ran = (tally["stopped"][0] if tally["stopped"] else cfg.max_steps) - start
+    print(f"done in {time.time() - t0:.0f}s; {tally['updated']} of {ran} "
           f"steps updated the policy, on {tally['examples']} "
           f"{'winners' if cfg.mode == 'raft' else 'pairs'} in all; saved {cfg.out_dir}/ckpt.pt")
     if tally["updated"] == 0:

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import types
+from collections import deque
 
 import pytest
 import torch
@@ -648,3 +649,43 @@ def test_a_judge_near_chance_is_refused_before_training(task_and_ckpt, tmp_path)
     assert not os.path.exists(tmp_path / "a" / "ckpt.pt")
     selfjudge.main(["--data", data, "--init", ckpt, "--out_dir", str(tmp_path / "b"),
                     "--mode=offline"] + flags)
+
+
+# -----------------------------------------------------------------------------
+# the guard: stop when the judge no longer reads the policy's answers
+
+def test_judge_blind_fires_on_the_window_mean_and_skips_steps_without_a_pair(monkeypatch):
+    """The guard averages the judge's position bias over the last GUARD_STEPS steps that
+    had a differing pair (nan: none did), and fires only when that mean passes the limit;
+    limit 0 turns it off, and modes that judge no pair (offline) never fire it."""
+    monkeypatch.setattr(selfjudge, "GUARD_STEPS", 3)
+    blind = lambda flips, limit=0.25: [  # noqa: E731
+        selfjudge.judge_blind(recent, dict(judge_flips=f), limit)
+        for recent in [deque(maxlen=3)] for f in flips]
+    assert blind([0.3, 0.3]) == [None, None]                    # the window is not full yet
+    assert blind([0.2, 0.2, 0.3]) == [None, None, None]         # mean 0.233
+    assert blind([0.2, 0.3, 0.4])[-1] == pytest.approx(0.3)
+    assert blind([0.9, float("nan"), 0.9, 0.9])[1:] == [None, None, pytest.approx(0.9)]
+    assert blind([0.9] * 5, limit=0) == [None] * 5
+    assert selfjudge.judge_blind(deque(maxlen=3), dict(pairs=4), 0.25) is None
+
+
+@pytest.mark.e2e
+def test_a_run_whose_judge_goes_blind_stops_saves_and_refuses_to_resume(
+        task_and_ckpt, tmp_path, monkeypatch, capsys):
+    """On data/words the on-policy run won 75% against JSFT at step 150, then fell to 53%
+    by step 1200 while its judge followed the position more and more on the policy's
+    pairs (README, "Why on-policy?"). The fixture's untrained judge follows the position
+    on nearly every pair, so with a 2-step window the run stops at step 2 of 4, saves that
+    step, says why, and --resume refuses to train on unless the guard is off."""
+    monkeypatch.setattr(selfjudge, "GUARD_STEPS", 2)
+    (_, _, meta), rows = run_selfjudge(task_and_ckpt, tmp_path, "--max_steps=4",
+                                       "--eval_interval=0")
+    assert meta["step"] == 2 and meta["stopped"] and [r["step"] for r in rows] == [0, 1, 2]
+    assert "stopped at step 2 of 4: the judge's decisions followed the position" in \
+        capsys.readouterr().out
+    with pytest.raises(ValueError, match="stopped at step 2, its judge blind"):
+        run_selfjudge(task_and_ckpt, tmp_path, "--max_steps=4", "--resume")
+    (_, _, meta), _ = run_selfjudge(task_and_ckpt, tmp_path, "--max_steps=4", "--resume",
+                                    "--max_position_bias=0")
+    assert meta["step"] == 4 and not meta["stopped"]
