@@ -333,9 +333,11 @@ def load_checkpoint(path, device="cpu"):
 # -----------------------------------------------------------------------------
 # runs: an output folder, resuming, a metrics log
 
-def out_dir_ready(path):
+def out_dir_ready(path, example=None, **reads):
     """Create the output folder and check it takes files, before any work is done (a
-    typo'd path must not cost a whole training run at the final save)."""
+    typo'd path must not cost a whole training run at the final save); with reads, first
+    check_out_dir(path, example, **reads)."""
+    check_out_dir(path, example, **reads)
     try:
         os.makedirs(path, exist_ok=True)
         probe = os.path.join(path, ".write_test")
@@ -344,6 +346,26 @@ def out_dir_ready(path):
         os.remove(probe)
     except OSError as e:
         raise OSError(f"--out_dir={path}: cannot write there ({e.strerror or e})") from None
+
+
+def check_out_dir(out_dir, example, **reads):
+    """Refuse, before any work, an --out_dir that is the folder of a path the run reads:
+    its saves would overwrite the checkpoint it starts from (stage 2's reference and
+    judge), or mix with a task's files. reads: {flag: path}, None for a flag that names no
+    path (--init=scratch); example: a folder to suggest instead."""
+    here = os.path.realpath(out_dir)
+    for flag, path in reads.items():
+        if path is None or not os.path.exists(path):
+            continue  # the stage names what is missing
+        folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+        if os.path.realpath(folder) == here:
+            other = (f", such as --out_dir={example}" if example and
+                     os.path.realpath(example) != here else "")
+            harm = (f"its ckpt.pt would overwrite {path}, the checkpoint it starts from"
+                    if os.path.basename(path) == "ckpt.pt" else
+                    "its ckpt.pt and logs would land among the files it reads")
+            raise ValueError(f"--out_dir={out_dir} is the folder of --{flag}={path}: {harm}; "
+                             f"give the run a folder of its own{other}")
 
 
 def resume_from(cfg, stage, fixed, device):

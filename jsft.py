@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (autocast, check_vocab, count_examples, ddp_done, ddp_init, ddp_rank_world,
-                    ddp_share, ddp_wrap, load_checkpoint, out_dir_ready, parse_flags,
-                    resume_from, save_checkpoint)
+from common import (autocast, check_out_dir, check_vocab, count_examples, ddp_done, ddp_init,
+                    ddp_rank_world, ddp_share, ddp_wrap, load_checkpoint, out_dir_ready,
+                    parse_flags, resume_from, save_checkpoint)
 from data.chat import add_chat_tokens, encode_query, encode_response, load_tokenizer
 from data.task import DataError, fitting, load_task, n_held_out, train_tokenizer
 from evaluate import readiness, readiness_prompts
@@ -355,6 +355,8 @@ def load_or_init(cfg, task, device):
 
 def main(argv=None):
     cfg = parse_flags(defaults, argv, __file__, limits)
+    check_out_dir(cfg.out_dir, defaults["out_dir"], data=cfg.data,  # never write over input
+                  init=None if cfg.init == "scratch" else cfg.init)
     rank, world, device = ddp_init(cfg.device, cfg.batch_size)  # plain python: rank 0 of 1
     torch.manual_seed(cfg.seed)
     task = load_task(cfg.data, cfg.skip_bad_lines)

@@ -354,7 +354,7 @@ def main(argv=None):
     device = get_device(cfg.device)
     torch.manual_seed(cfg.seed)
     task = load_task(cfg.data, cfg.skip_bad_lines)
-    out_dir_ready(cfg.out_dir)
+    out_dir_ready(cfg.out_dir, defaults["out_dir"], init=cfg.init, data=cfg.data)
 
     # 1) the policy, and the frozen reference, which is also the judge
     policy, ref, tok, start, opt_state = load_models(cfg, device)

@@ -289,3 +289,36 @@ def test_hh_import_of_nothing_usable_fails_and_writes_nothing(tmp_path):
     assert code == 2 and err.endswith("each at least 0, and together under 1 (the rest are the "
                                       "training pairs)")
     assert not out.exists()
+
+
+# -----------------------------------------------------------------------------
+# what a run starts from is never written over; a run that diverges stops there
+
+def bytes_of(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("script", ["selfjudge.py", "jsft.py"])
+def test_a_stage_never_writes_over_the_checkpoint_it_starts_from(task_and_ckpt, tmp_path,
+                                                                  monkeypatch, script):
+    """`selfjudge.py --init=DIR/ckpt.pt --out_dir=DIR` exited 0, "saved DIR/ckpt.pt": the
+    JSFT checkpoint, its reference and judge, was gone, and a rerun silently took the
+    self-trained model as the reference. Refused now before any work: one line, the file
+    untouched."""
+    data, ckpt = task_and_ckpt
+    run = tmp_path / "jsft"
+    os.makedirs(run)
+    init = write_bytes(run / "ckpt.pt", bytes_of(ckpt))
+    tiny = TINY_SJ if script == "selfjudge.py" else TINY_JSFT + ["--max_steps=1"]
+    msg = run_as_script(monkeypatch, script, "--data", data, "--init", init, "--out_dir",
+                        str(run), *tiny)
+    assert msg.startswith(f"error: --out_dir={run} is the folder of --init={init}: its "
+                          f"ckpt.pt would overwrite {init}, the checkpoint it starts from; "
+                          "give the run a folder of its own, such as --out_dir=out/")
+    assert "\n" not in msg and os.listdir(run) == ["ckpt.pt"] and bytes_of(init) == bytes_of(ckpt)
+    msg = run_as_script(monkeypatch, script, "--data", data, "--init", init, "--out_dir",
+                        data, *tiny)  # nor into the task folder it reads
+    assert msg.startswith(f"error: --out_dir={data} is the folder of --data={data}: its "
+                          "ckpt.pt and logs would land among the files it reads")
+    assert "ckpt.pt" not in os.listdir(data)
