@@ -368,21 +368,37 @@ def check_out_dir(out_dir, example, **reads):
                              f"give the run a folder of its own{other}")
 
 
+def _same(a, b):
+    """Two settings' values alike: equal, or paths to the same file or folder."""
+    return a == b or (isinstance(a, str) and isinstance(b, str) and os.path.exists(a)
+                      and os.path.exists(b) and os.path.samefile(a, b))
+
+
+# what a run trains: --resume refuses a change to any of these that a stage has
+TRAINED = ("init", "data", "mode", "loss", "judge", "judge_ratio", "rationale", "lora_rank")
+
+
 def resume_from(cfg, stage, fixed, device):
     """--resume: out_dir/ckpt.pt -> (model, tok, meta), refused with a message when there
-    is none, when it is another stage's, when a flag in `fixed` (model shape, mode, ...)
-    differs from the one it was trained with, or when it has reached --max_steps. Resume
-    with the command that started the run, plus --resume."""
+    is none, when it is another stage's, when a flag of TRAINED or `fixed` (the model's
+    shape) differs from the one it was trained with, or when it has reached --max_steps.
+    Resume with the command that started the run, plus --resume."""
     path = os.path.join(cfg.out_dir, "ckpt.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--resume: no checkpoint in {cfg.out_dir} to resume from "
                                 "(run without --resume to start)")
     model, tok, meta = load_checkpoint(path, device)
-    was = meta.get("flags", {})
-    changed = [f"--{k}={cfg[k]} (it has {was.get(k)})" for k in fixed if cfg[k] != was.get(k)]
-    if meta.get("stage") != stage or changed:
+    made, was = meta.get("stage"), meta.get("flags", {})
+    if made != stage:  # its flags are another script's: comparing them says nothing
+        raise ValueError(f"--resume: {path} was not made by this command: it is a {made} "
+                         f"checkpoint, not a {stage} one (resume it with {made}.py, or give "
+                         "this run another --out_dir)")
+    changed = [f"--{k}={cfg[k]} (it has {was.get(k)})" for k in dict.fromkeys(fixed + TRAINED)
+               if k in cfg and not _same(cfg[k], was.get(k))]
+    if changed:
         raise ValueError(f"--resume: {path} was not made by this command: "
-                         + (", ".join(changed) or f"it is a {meta.get('stage')} checkpoint"))
+                         + ", ".join(changed) + "; resume with the settings that started "
+                         "it, or train anew in another --out_dir")
     if meta["step"] >= cfg.max_steps:
         raise ValueError(f"--resume: {path} is already at step {meta['step']} of "
                          f"--max_steps={cfg.max_steps}; raise --max_steps to train further")

@@ -298,7 +298,7 @@ def load_models(cfg, device):
                          "with jsft.py's default mix, or use --mode=offline)")
     step, opt_state = 0, None
     if cfg.resume:
-        policy, _, meta = resume_from(cfg, "selfjudge", ("mode", "init", "lora_rank"), device)
+        policy, _, meta = resume_from(cfg, "selfjudge", (), device)
         step, opt_state = meta["step"], meta.get("optimizer")
     else:
         policy, _, _ = load_checkpoint(cfg.init, device)

@@ -322,3 +322,16 @@ def test_a_stage_never_writes_over_the_checkpoint_it_starts_from(task_and_ckpt, 
     assert msg.startswith(f"error: --out_dir={data} is the folder of --data={data}: its "
                           "ckpt.pt and logs would land among the files it reads")
     assert "ckpt.pt" not in os.listdir(data)
+
+
+def test_jsft_resume_on_a_stage_2_checkpoint_says_what_it_is(task_and_ckpt, tmp_path):
+    """After stage 2 had written over the JSFT checkpoint, `jsft.py --resume` there listed
+    every flag as changed (`--n_layer=4 (it has None), ...`): the folder holds a stage-2
+    checkpoint, whose flags are another script's."""
+    data, ckpt = task_and_ckpt
+    selfjudge.main(["--data", data, "--init", ckpt, "--out_dir", str(tmp_path)] + TINY_SJ)
+    with pytest.raises(ValueError, match=r"^--resume: .*ckpt\.pt was not made by this "
+                                         r"command: it is a selfjudge checkpoint, not a jsft "
+                                         r"one \(resume it with selfjudge\.py") as e:
+        jsft.main(["--data", data, "--out_dir", str(tmp_path), "--resume"] + TINY_JSFT)
+    assert "(it has None)" not in str(e.value)

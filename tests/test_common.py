@@ -162,6 +162,34 @@ def test_resume_refuses_a_changed_model_shape_and_a_finished_run(tmp_path):
         resume_from(resume_cfg(tmp_path / "empty"), "jsft", jsft.SHAPE, "cpu")
 
 
+def test_resume_refuses_a_changed_loss_judge_or_data_naming_it(tmp_path, monkeypatch):
+    """`--resume` with a changed --loss, --judge or --data was accepted silently, and the
+    checkpoint recorded only the new values: the run it finished was neither. The same
+    task folder by another path is no change."""
+    tok = load_tokenizer(SORT)
+    flags = dict(parse_flags(dict(selfjudge.defaults, out_dir=str(tmp_path), data=SORT), []))
+    save_checkpoint(str(tmp_path / "ckpt.pt"), make_tiny(vocab_size=tok.get_vocab_size()),
+                    tok, dict(step=5, flags=flags, stage="selfjudge"))
+
+    def resume(*argv):
+        cfg = parse_flags(dict(selfjudge.defaults, out_dir=str(tmp_path), data=SORT), argv)
+        return resume_from(cfg, "selfjudge", (), "cpu")
+    for flag, was in (("--loss=hinge", "sigmoid"), ("--judge=current", "reference"),
+                      ("--data=data/words", SORT), ("--mode=raft", "onpolicy")):
+        with pytest.raises(ValueError, match=rf"was not made by this command: {flag} \(it has "
+                                             rf"{was}\); resume with the settings that "
+                                             "started it"):
+            resume(flag)
+    monkeypatch.chdir(os.path.dirname(SORT))
+    assert resume("--data=./sort", "--max_steps=9")[2]["step"] == 5
+    run = tmp_path / "jsft"  # jsft.py: the mix and the judge's target
+    save_checkpoint(str(run / "ckpt.pt"), make_tiny(vocab_size=tok.get_vocab_size()), tok,
+                    dict(step=5, flags=dict(resume_cfg(run)), stage="jsft"))
+    for flag, was in (("judge_ratio", 0.7), ("rationale", False)):
+        with pytest.raises(ValueError, match=rf"--{flag}=\S+ \(it has {was}\)"):
+            resume_from(resume_cfg(run, **{flag: 1 - was}), "jsft", jsft.SHAPE, "cpu")
+
+
 def test_metrics_log_keeps_each_step_once_after_a_resume(tmp_path):
     """Resuming from an older checkpoint after a kill left the steps between them twice
     in metrics.jsonl (256 rows for 201 steps)."""
