@@ -1,7 +1,8 @@
 """
 Plumbing shared by every script, kept out of the method's way: settings from the command
 line, the device, checkpoints, and a run's output folder and metrics log. Imports
-model.py (a checkpoint holds a GPT) and nothing after it.
+model.py (a checkpoint holds a GPT), data/ (what a task's prompts look like) and nothing
+after them.
 
 Every script keeps its knobs in one `defaults` dict at the top, one per line with a
 comment, and the values each may take in a `limits` dict beside it:
@@ -28,6 +29,7 @@ from dataclasses import asdict
 
 import torch
 
+from data.task import prompt_start
 from model import GPT, GPTConfig, IGNORE_INDEX
 
 
@@ -301,8 +303,9 @@ def _load_error(e):
     return re.split(r"(?<=\.) ", line)[0][:200]
 
 
-def load_checkpoint(path, device="cpu"):
-    """-> (model, tok, meta); meta["optimizer"] holds the optimizer state (or None)."""
+def load_checkpoint(path, device="cpu", data=None):
+    """-> (model, tok, meta); meta["optimizer"] holds the optimizer state (or None).
+    data: the task folder it is for, refused if the checkpoint's is another (check_task)."""
     from tokenizers import Tokenizer
     if os.path.isdir(path):
         raise ValueError(f"{path}: a folder, not a checkpoint file; a GPT-2 folder is a "
@@ -327,6 +330,8 @@ def load_checkpoint(path, device="cpu"):
     check_vocab(tok, model, f"{path}: ")
     meta = dict(ckpt["meta"] or {})
     meta["optimizer"] = ckpt.get("optimizer")
+    if data is not None:
+        check_task(meta, data, path)
     return model.to(device), tok, meta
 
 
@@ -404,6 +409,21 @@ def resume_from(cfg, stage, fixed, device):
                          f"--max_steps={cfg.max_steps}; raise --max_steps to train further")
     print(f"resuming from {path} at step {meta['step']}")
     return model, tok, meta
+
+
+def check_task(meta, data, where):
+    """Refuse a checkpoint trained on another task than --data: the prompts of the task
+    folder it records (its --data) and of --data start differently, as "sort: ..." and
+    "words: ..." do. (Its judge knows the other task only: the gate would call it weak.)
+    A recorded folder that is gone, or prompts with nothing in common, prove nothing."""
+    was = meta.get("flags", {}).get("data")
+    if not isinstance(was, str) or not os.path.isdir(was) or _same(was, data):
+        return
+    a, b = prompt_start(was), prompt_start(data)
+    if a and b and not os.path.commonprefix([a, b]):
+        raise ValueError(f"{where} was trained on another task: {was}, whose prompts start "
+                         f"{a!r}, where --data={data}'s start {b!r}; pass the task it was "
+                         f"trained on, or train one on {data} (python jsft.py --data={data})")
 
 
 def metrics_log(path, resume_step=0):

@@ -290,7 +290,7 @@ def load_models(cfg, device):
     if not os.path.exists(cfg.init):  # (a folder: load_checkpoint says what it is)
         raise FileNotFoundError(f"--init={cfg.init}: no checkpoint there; train the JSFT "
                                 "model first (python jsft.py) or point --init at one")
-    ref, tok, meta = load_checkpoint(cfg.init, device)
+    ref, tok, meta = load_checkpoint(cfg.init, device, data=cfg.data)  # of this task
     ref.eval().requires_grad_(False)
     if cfg.mode != "offline" and meta.get("flags", {}).get("judge_ratio", 1) == 0:
         raise ValueError(f"--init={cfg.init} was trained with --judge_ratio=0: it never "

@@ -335,3 +335,25 @@ def test_jsft_resume_on_a_stage_2_checkpoint_says_what_it_is(task_and_ckpt, tmp_
                                          r"one \(resume it with selfjudge\.py") as e:
         jsft.main(["--data", data, "--out_dir", str(tmp_path), "--resume"] + TINY_JSFT)
     assert "(it has None)" not in str(e.value)
+
+
+def test_a_checkpoint_of_another_task_is_named_not_called_a_weak_judge(task_and_ckpt,
+                                                                      tmp_path):
+    """A words checkpoint given to selfjudge.py on sort data was refused by the judge gate,
+    "train it further": no amount of training on words makes a sort judge. The task it
+    records (its --data) has prompts that start "words: ", the sort task's "sort: "."""
+    from common import load_checkpoint, save_checkpoint
+    data, ckpt = task_and_ckpt
+    words = tmp_path / "words"
+    os.makedirs(words)
+    with open(os.path.join(ROOT, "data", "words", "prompts.jsonl")) as f:
+        write_bytes(words / "prompts.jsonl", "".join(f.readlines()[:20]).encode())
+    model, tok, meta = load_checkpoint(ckpt)
+    meta["flags"]["data"] = str(words)  # as if jsft.py had trained it on the words task
+    save_checkpoint(str(tmp_path / "words.pt"), model, tok, meta)
+    with pytest.raises(ValueError, match=r"words\.pt was trained on another task: .*words, "
+                                         r"whose prompts start 'words: ', where --data=.*'s "
+                                         r"start 'sort: '; pass the task it was trained on"):
+        selfjudge.main(["--data", data, "--init", str(tmp_path / "words.pt"), "--out_dir",
+                        str(tmp_path / "o")] + TINY_SJ)
+    assert not os.path.exists(tmp_path / "o" / "ckpt.pt")
