@@ -272,13 +272,72 @@ def check_vocab(tok, model, where=""):
                          "checkpoint (pass the checkpoint's own tokenizer, or resize the model)")
 
 
+LOGIT_LIMIT = 1e4  # a trained model's logits stay within a few hundred
+
+
+@torch.no_grad()
+def diverged(model):
+    """What of the model has diverged, or None: the first weight holding NaN or inf, or
+    its outputs on a few tokens, NaN, inf or beyond +-LOGIT_LIMIT (weights finite but so
+    large that every probability is exactly 0 or 1, as one step at --lr=1e6 leaves them,
+    or that a forward pass overflows, as at --lr=1e30). One short forward pass, one host
+    sync."""
+    named = list(model.named_parameters())
+    was, n = model.training, min(8, model.config.block_size)
+    model.eval()
+    idx = torch.arange(n, device=named[0][1].device)[None] % model.config.vocab_size
+    logits = model(idx)[0]
+    model.train(was)
+    finite = [torch.isfinite(p).all() for _, p in named] + [torch.isfinite(logits).all()]
+    *ok, top = torch.cat([torch.stack(finite).float(), logits.abs().max()[None]]).tolist()
+    if not all(ok):
+        i = ok.index(0.0)
+        return (f"weight {named[i][0]} holds NaN or inf" if i < len(named) else
+                "the model's outputs are NaN or inf (its weights have grown too large)")
+    if top > LOGIT_LIMIT:
+        return (f"the model's logits reach {top:.1e}, where a trained model's stay within "
+                "a few hundred")
+    return None
+
+
+def stop_if_diverged(step, flags, values=None, model=None, path=None):
+    """Stop a run at the step its training went non-finite, in one line: the step, what,
+    the likely cause, and what is kept. values: the step's statistics, floats the caller
+    has already (the loss: no extra host sync); model: checked with diverged() (once per
+    save, or per step where the next step samples from it). path: the checkpoint the run
+    saves to (by default flags' out_dir/ckpt.pt), which is left as it was."""
+    bad = next((k for k, v in (values or {}).items() if not math.isfinite(v)), None)
+    what = f"the {bad} is {values[bad]}" if bad else model is not None and diverged(model)
+    if not what:
+        return
+    if path is None and "out_dir" in flags:
+        path = os.path.join(flags["out_dir"], "ckpt.pt")
+    kept = (f"{path} keeps its last save" if path and os.path.isfile(path) else
+            "no checkpoint was saved")
+    raise ValueError(f"step {step}: {what}: training diverged{_likely_cause(flags, bad)}; "
+                     + kept)
+
+
+def _likely_cause(flags, in_loss):
+    """What most likely made a run diverge. AdamW's steps are about --lr whatever the
+    gradient, so weights blow up from --lr; a loss gone non-finite on finite weights
+    (stage 2 checks them after every step) comes from --beta."""
+    if in_loss and "beta" in flags:
+        return f", most likely from --beta={flags['beta']:g} (too extreme for the loss)"
+    if "lr" in flags:
+        return f", most likely from --lr={flags['lr']:g} (too high: try a tenth of it)"
+    return ""
+
+
 def save_checkpoint(path, model, tok, meta, optimizer=None):
     """Config, weights, tokenizer JSON, meta (flags, step, ...) and optimizer state, written
     to a temporary file and renamed, so an interrupted save never leaves a broken file; a
-    failed one (a full disk) removes its temporary file and says so."""
+    failed one (a full disk) removes its temporary file and says so. A model with NaN or
+    inf in it is never saved (see stop_if_diverged)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     model = getattr(model, "_orig_mod", model)  # never save a compiled model's prefixed keys
     model = getattr(model, "module", model)     # nor a DistributedDataParallel wrapper's
+    stop_if_diverged(meta.get("step"), meta.get("flags", {}), model=model, path=path)
     ckpt = {"format": CKPT_FORMAT, "config": asdict(model.config),
             "model": model.state_dict(), "tokenizer": tok.to_str(), "meta": meta,
             "optimizer": optimizer.state_dict() if optimizer is not None else None}

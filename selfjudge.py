@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import (get_device, load_checkpoint, metrics_log, out_dir_ready, parse_flags,
-                    resume_from, save_checkpoint)
+                    resume_from, save_checkpoint, stop_if_diverged)
 from data.chat import encode_query
 from data.task import load_task, training_pairs
 from evaluate import (check_judge, idle_reason, policy_evaluator, step_diagnostics, step_stats,
@@ -319,6 +319,7 @@ def learn(run, examples, step):
                                       run.device)
     update(run.opt, run.params, loss,
            cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps)), cfg.grad_clip)
+    stop_if_diverged(step + 1, cfg, stats, run.policy)  # before the next step samples from it
     return stats
 
 

@@ -357,3 +357,53 @@ def test_a_checkpoint_of_another_task_is_named_not_called_a_weak_judge(task_and_
         selfjudge.main(["--data", data, "--init", str(tmp_path / "words.pt"), "--out_dir",
                         str(tmp_path / "o")] + TINY_SJ)
     assert not os.path.exists(tmp_path / "o" / "ckpt.pt")
+
+
+def weights_finite(path):
+    from common import load_checkpoint
+    model, _, meta = load_checkpoint(path)
+    return meta["step"], all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_diverged_jsft_run_stops_at_that_step_and_keeps_the_last_good_checkpoint(
+        task_and_ckpt, tmp_path):
+    """`jsft.py --lr=100` (inside the advertised range) went on to "done ... held-out sft
+    loss n/a" with every weight NaN saved, then a traceback from torch.multinomial. Now the
+    first non-finite loss stops the run, naming the step and --lr, and the last checkpoint
+    saved before it stays as it was."""
+    data = task_and_ckpt[0]
+    argv = ["--data", data, "--out_dir", str(tmp_path)] + TINY_JSFT + ["--eval_interval=1"]
+    jsft.main(argv + ["--max_steps=2"])
+    with pytest.raises(ValueError, match=r"^step \d: .*: training diverged, most likely from "
+                                         r"--lr=1e\+10 \(too high: try a tenth of it\); "
+                                         rf"{tmp_path}/ckpt\.pt keeps its last save$"):
+        jsft.main(argv + ["--max_steps=6", "--resume", "--lr=1e10", "--warmup_steps=0"])
+    assert weights_finite(tmp_path / "ckpt.pt") == (2, True)
+
+
+@pytest.mark.parametrize("flag, what", [
+    ("--lr=1e30", r"the model's outputs are NaN or inf \(its weights have grown too large\)"),
+    ("--lr=1e6", r"the model's logits reach \S+, where a trained model's stay within "
+                 "a few hundred"),
+    ("--beta=1e308", "the loss is (nan|inf)"),
+])
+def test_a_diverged_stage_2_run_stops_at_that_step_and_keeps_the_last_good_checkpoint(
+        task_and_ckpt, tmp_path, flag, what):
+    """`selfjudge.py --lr=1e30` and `--beta=1e308` died in torch.multinomial ("probability
+    tensor contains either inf, nan or element < 0") at the first sampling after the
+    update; `--lr=1e6` exited 0 with a collapsed policy (every pair identical) and NaN in
+    metrics.jsonl. One step at --lr=1e30 leaves the weights finite but so large that a
+    forward pass overflows, one at --lr=1e6 logits near 1e11, so the policy's outputs are
+    checked after each update, before the next step samples from it; a non-finite loss on
+    finite weights is --beta's."""
+    data, ckpt = task_and_ckpt
+    argv = ["--data", data, "--init", ckpt, "--out_dir", str(tmp_path)] + TINY_SJ
+    selfjudge.main(argv + ["--ckpt_interval=1"])  # a good step 1, saved
+    name = flag.split("=")[0]
+    with pytest.raises(ValueError, match=rf"^step 2: {what}: training diverged, most likely "
+                                         rf"from {name}=1e\+[0-9]+ \(too .*\); {tmp_path}/"
+                                         r"ckpt\.pt keeps its last save$"):
+        selfjudge.main(argv + ["--ckpt_interval=1", "--max_steps=3", "--resume", flag])
+    assert weights_finite(tmp_path / "ckpt.pt") == (1, True)
+    with open(tmp_path / "metrics.jsonl") as f:  # the diverged step is not logged
+        assert [json.loads(line)["step"] for line in f] == [0, 1]

@@ -128,6 +128,32 @@ def test_a_failed_save_removes_its_temporary_file_and_keeps_the_old_one(tmp_path
     assert load_checkpoint(path)[2]["step"] == 1
 
 
+@pytest.mark.parametrize("case", ["nan", "overflow", "collapse"])
+def test_a_model_gone_nan_or_collapsed_is_never_saved(tmp_path, case):
+    """A diverged run saved its NaN weights over the last good checkpoint. Weights can be
+    finite and still useless: after one step at --lr=1e30 they are near 1e29 and every
+    forward pass overflows to NaN; after one at --lr=1e6, near 1e5, the logits reach 1e11
+    and the policy samples one response forever. So the outputs on a few tokens are
+    checked too."""
+    tok = load_tokenizer(SORT)
+    model = make_tiny(vocab_size=tok.get_vocab_size())
+    path = str(tmp_path / "ckpt.pt")
+    save_checkpoint(path, model, tok, dict(step=1))
+    with torch.no_grad():
+        w = model.transformer.h[0].attn.c_attn.weight
+        if case == "nan":
+            w[0, 0] = float("nan")
+        else:
+            model.lm_head.weight.mul_(1e29 if case == "overflow" else 1e5)
+    says = dict(nan="weight transformer.h.0.attn.c_attn.weight holds NaN or inf",
+                overflow="the model's outputs are NaN or inf",
+                collapse=r"the model's logits reach \S+, where a trained model's stay")[case]
+    with pytest.raises(ValueError, match=rf"^step 2: {says}.*training diverged, most likely "
+                                         rf"from --lr=0\.5 .*; {path} keeps its last save$"):
+        save_checkpoint(path, model, tok, dict(step=2, flags=dict(lr=0.5)))
+    assert load_checkpoint(path)[2]["step"] == 1 and os.listdir(tmp_path) == ["ckpt.pt"]
+
+
 def test_checkpoint_errors_say_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match="a folder, not a checkpoint file"):
         load_checkpoint(str(tmp_path))
