@@ -18,6 +18,7 @@ comment, and the values each may take in a `limits` dict beside it:
 """
 import ast
 import contextlib
+import errno
 import json
 import math
 import os
@@ -348,8 +349,17 @@ def save_checkpoint(path, model, tok, meta, optimizer=None):
     except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        raise OSError(f"{path}: could not save the checkpoint ({e}); any earlier "
-                      "checkpoint there is untouched") from None
+        raise OSError(_save_error(e, path)) from None
+
+
+def _save_error(e, path):
+    """A failed save in one line: a full disk in those words, not torch's ("unexpected pos
+    182208 vs 182160": its writer found fewer bytes on disk than it wrote)."""
+    kept = ("the previous checkpoint is kept" if os.path.isfile(path) else "nothing was saved")
+    full = getattr(e, "errno", None) in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    if full or re.search(r"unexpected pos|No space left", str(e)):
+        return f"no space left on device writing {path}; {kept}"
+    return f"{path}: could not save the checkpoint ({e}); {kept}"
 
 
 def _load_error(e):

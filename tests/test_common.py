@@ -3,8 +3,10 @@ disk, the output folder, resuming, the metrics log.
 
     python -m pytest tests/test_common.py -q     (from the repository root; a second)
 """
+import errno
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -109,8 +111,19 @@ def test_out_dir_under_a_file_is_refused_before_any_work(tmp_path):
     assert os.listdir(tmp_path / "new" / "run") == []
 
 
-def test_a_failed_save_removes_its_temporary_file_and_keeps_the_old_one(tmp_path, monkeypatch):
-    """A full disk left ckpt.pt.tmp behind with a torch traceback."""
+@pytest.mark.parametrize("error, says", [
+    (RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 182208 vs "
+                  "182160"), "no space left on device writing {path}; the previous "
+                                "checkpoint is kept"),
+    (OSError(errno.ENOSPC, "No space left on device"), "no space left on device writing"),
+    (PermissionError(errno.EACCES, "Permission denied"), r"{path}: could not save the "
+     r"checkpoint \(.*Permission denied\); the previous checkpoint is kept"),
+], ids=["torch", "enospc", "other"])
+def test_a_failed_save_removes_its_temporary_file_and_keeps_the_old_one(tmp_path, monkeypatch,
+                                                                         error, says):
+    """A full disk left ckpt.pt.tmp behind with a torch traceback; then it was reported in
+    torch's words ("unexpected pos 182208 vs 182160": its writer's byte count, which a
+    short write breaks), not as a full disk."""
     tok = load_tokenizer(SORT)
     model = make_tiny(vocab_size=tok.get_vocab_size())
     path = str(tmp_path / "ckpt.pt")
@@ -119,9 +132,9 @@ def test_a_failed_save_removes_its_temporary_file_and_keeps_the_old_one(tmp_path
     def full(obj, f):
         with open(f, "wb") as fh:
             fh.write(b"partial")
-        raise RuntimeError("PytorchStreamWriter failed writing file: No space left on device")
+        raise error
     monkeypatch.setattr(torch, "save", full)
-    with pytest.raises(OSError, match="could not save the checkpoint.*untouched"):
+    with pytest.raises(OSError, match="^" + says.format(path=re.escape(path))):
         save_checkpoint(path, model, tok, dict(step=2))
     assert os.listdir(tmp_path) == ["ckpt.pt"]
     monkeypatch.undo()
