@@ -407,3 +407,32 @@ def test_a_diverged_stage_2_run_stops_at_that_step_and_keeps_the_last_good_check
     assert weights_finite(tmp_path / "ckpt.pt") == (1, True)
     with open(tmp_path / "metrics.jsonl") as f:  # the diverged step is not logged
         assert [json.loads(line)["step"] for line in f] == [0, 1]
+
+
+def test_hh_import_into_a_task_folder_is_refused_unless_told_to_replace_it(tmp_path):
+    """Into a folder holding data/sort's files, `python -m data.hh` wrote its four files
+    and exited 0: sort's oracle.py and tokenizer.json stayed beside the new data, and the
+    next run failed on the oracle ("not a sort prompt"). Refused now before reading the
+    input; --replace replaces the whole task, and never touches what is not a task's."""
+    src = tmp_path / "hh.jsonl"
+    src.write_text("".join(json.dumps({k: f"\n\nHuman: q{i}?\n\nAssistant: {a}" for k, a in
+                                       (("chosen", f"yes {i}"), ("rejected", "no"))}) + "\n"
+                           for i in range(40)))
+    out = write_small_sort(tmp_path / "task")
+    before = {n: bytes_of(os.path.join(out, n)) for n in os.listdir(out)}
+    code, err = hh(src, out)
+    assert code == 1 and err == (f"error: {out}: not empty (it holds oracle.py, pairs.jsonl, "
+                                 "prompts.jsonl, sft.jsonl, test.jsonl, tokenizer.json): the "
+                                 "new task's files would mix with these; name a new folder, "
+                                 "or pass --replace to replace the task there")
+    write_bytes(os.path.join(out, "notes.txt"), b"mine")
+    code, err = hh(src, out, "--replace")
+    assert code == 1 and err == (f"error: {out}: holds notes.txt beside a task's files, and "
+                                 "--replace replaces a task folder only: move those away, or "
+                                 "name a new folder")
+    assert {n: bytes_of(os.path.join(out, n)) for n in before} == before
+    os.remove(os.path.join(out, "notes.txt"))
+    code, err = hh(src, out, "--replace")
+    assert code == 0 and sorted(os.listdir(out)) == ["pairs.jsonl", "prompts.jsonl",
+                                                     "sft.jsonl", "test.jsonl"]
+    assert sorted(os.listdir(tmp_path)) == ["hh.jsonl", "task"]  # no temporary folder left
