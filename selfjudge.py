@@ -54,6 +54,7 @@ defaults = dict(
     beta=1.0,                  # strength of the pull towards the reference
     sft_weight=0.0,            # + this x NLL of chosen responses (per token)
     min_confidence=0.5,        # train only on pairs the judge decides by |2p-1| >= this
+                               # (under 1: no judgment is that sure, |2p-1| < 1 always)
     cutoff="drop",             # a sample cut off at max_new_tokens: drop the pair | keep
     raft_n=2,                  # raft: samples per prompt, best picked by raft_n - 1
                                # judgments (2: SELF-JUDGE's budget of samples and judgments)
@@ -80,7 +81,7 @@ defaults = dict(
 )
 limits = dict(mode=("onpolicy", "offpolicy", "offline", "raft"),
               judge=("reference", "current"), loss=("sigmoid", "hinge", "ipo"),
-              beta="(0, inf)", sft_weight="[0, inf)", min_confidence="[0, 1]",
+              beta="(0, inf)", sft_weight="[0, inf)", min_confidence="[0, 1)",
               cutoff=("drop", "keep"), raft_n="[2, inf)", max_steps="[1, inf)",
               batch_size="[1, inf)", lr="(0, inf)", warmup_steps="[0, inf)",
               grad_clip="(0, inf)", temperature="(0, inf)", top_p="(0, 1]",

@@ -45,7 +45,8 @@ def test_help_shows_every_setting_with_its_comment_and_limits(capsys):
     for name in selfjudge.defaults:
         assert f"--{name}=" in out
     line = " ".join(out[out.index("--min_confidence="):].split("--cutoff=")[0].split())
-    assert "train only on pairs the judge decides by |2p-1| >= this (in [0, 1])" in line
+    assert ("train only on pairs the judge decides by |2p-1| >= this (under 1: no judgment "
+            "is that sure, |2p-1| < 1 always) (in [0, 1))") in line
     # a comment continued on the next line is part of the setting's description
     assert "so the judge sees the policy's rare mistakes" in " ".join(out.split())
     assert all(len(x) <= 100 for x in out.splitlines() if x.startswith("  --"))
@@ -74,6 +75,16 @@ def test_stage_2_refuses_values_that_cannot_train(flag):
     with pytest.raises(SystemExit) as e:
         parse_flags(selfjudge.defaults, [flag], selfjudge.__file__, selfjudge.limits)
     assert flag.split("=")[0] in str(e.value)
+
+
+def test_min_confidence_1_is_refused_as_the_flags_fault():
+    """--min_confidence=1 skipped every pair, and the run ended blaming the judge ("a
+    judge undecided on every pair is near chance"): no judgment reaches |2p-1| = 1."""
+    with pytest.raises(SystemExit) as e:
+        parse_flags(selfjudge.defaults, ["--min_confidence=1"], selfjudge.__file__,
+                    selfjudge.limits)
+    assert str(e.value).startswith("error: --min_confidence=1.0: must be in [0, 1)")
+    assert "no judgment is that sure, |2p-1| < 1 always" in str(e.value)
 
 
 def test_every_script_limits_only_settings_it_has():
