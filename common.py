@@ -1,7 +1,8 @@
 """
 Plumbing shared by every script, kept out of the method's way: settings from the command
 line, the device, checkpoints, and a run's output folder and metrics log. Imports
-model.py (a checkpoint holds a GPT) and nothing after it.
+model.py (a checkpoint holds a GPT), data/ (what a task's prompts look like) and nothing
+after them.
 
 Every script keeps its knobs in one `defaults` dict at the top, one per line with a
 comment, and the values each may take in a `limits` dict beside it:
@@ -17,6 +18,7 @@ comment, and the values each may take in a `limits` dict beside it:
 """
 import ast
 import contextlib
+import errno
 import json
 import math
 import os
@@ -28,6 +30,7 @@ from dataclasses import asdict
 
 import torch
 
+from data.task import prompt_start
 from model import GPT, GPTConfig, IGNORE_INDEX
 
 
@@ -270,13 +273,72 @@ def check_vocab(tok, model, where=""):
                          "checkpoint (pass the checkpoint's own tokenizer, or resize the model)")
 
 
+LOGIT_LIMIT = 1e4  # a trained model's logits stay within a few hundred
+
+
+@torch.no_grad()
+def diverged(model):
+    """What of the model has diverged, or None: the first weight holding NaN or inf, or
+    its outputs on a few tokens, NaN, inf or beyond +-LOGIT_LIMIT (weights finite but so
+    large that every probability is exactly 0 or 1, as one step at --lr=1e6 leaves them,
+    or that a forward pass overflows, as at --lr=1e30). One short forward pass, one host
+    sync."""
+    named = list(model.named_parameters())
+    was, n = model.training, min(8, model.config.block_size)
+    model.eval()
+    idx = torch.arange(n, device=named[0][1].device)[None] % model.config.vocab_size
+    logits = model(idx)[0]
+    model.train(was)
+    finite = [torch.isfinite(p).all() for _, p in named] + [torch.isfinite(logits).all()]
+    *ok, top = torch.cat([torch.stack(finite).float(), logits.abs().max()[None]]).tolist()
+    if not all(ok):
+        i = ok.index(0.0)
+        return (f"weight {named[i][0]} holds NaN or inf" if i < len(named) else
+                "the model's outputs are NaN or inf (its weights have grown too large)")
+    if top > LOGIT_LIMIT:
+        return (f"the model's logits reach {top:.1e}, where a trained model's stay within "
+                "a few hundred")
+    return None
+
+
+def stop_if_diverged(step, flags, values=None, model=None, path=None):
+    """Stop a run at the step its training went non-finite, in one line: the step, what,
+    the likely cause, and what is kept. values: the step's statistics, floats the caller
+    has already (the loss: no extra host sync); model: checked with diverged() (once per
+    save, or per step where the next step samples from it). path: the checkpoint the run
+    saves to (by default flags' out_dir/ckpt.pt), which is left as it was."""
+    bad = next((k for k, v in (values or {}).items() if not math.isfinite(v)), None)
+    what = f"the {bad} is {values[bad]}" if bad else model is not None and diverged(model)
+    if not what:
+        return
+    if path is None and "out_dir" in flags:
+        path = os.path.join(flags["out_dir"], "ckpt.pt")
+    kept = (f"{path} keeps its last save" if path and os.path.isfile(path) else
+            "no checkpoint was saved")
+    raise ValueError(f"step {step}: {what}: training diverged{_likely_cause(flags, bad)}; "
+                     + kept)
+
+
+def _likely_cause(flags, in_loss):
+    """What most likely made a run diverge. AdamW's steps are about --lr whatever the
+    gradient, so weights blow up from --lr; a loss gone non-finite on finite weights
+    (stage 2 checks them after every step) comes from --beta."""
+    if in_loss and "beta" in flags:
+        return f", most likely from --beta={flags['beta']:g} (too extreme for the loss)"
+    if "lr" in flags:
+        return f", most likely from --lr={flags['lr']:g} (too high: try a tenth of it)"
+    return ""
+
+
 def save_checkpoint(path, model, tok, meta, optimizer=None):
     """Config, weights, tokenizer JSON, meta (flags, step, ...) and optimizer state, written
     to a temporary file and renamed, so an interrupted save never leaves a broken file; a
-    failed one (a full disk) removes its temporary file and says so."""
+    failed one (a full disk) removes its temporary file and says so. A model with NaN or
+    inf in it is never saved (see stop_if_diverged)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     model = getattr(model, "_orig_mod", model)  # never save a compiled model's prefixed keys
     model = getattr(model, "module", model)     # nor a DistributedDataParallel wrapper's
+    stop_if_diverged(meta.get("step"), meta.get("flags", {}), model=model, path=path)
     ckpt = {"format": CKPT_FORMAT, "config": asdict(model.config),
             "model": model.state_dict(), "tokenizer": tok.to_str(), "meta": meta,
             "optimizer": optimizer.state_dict() if optimizer is not None else None}
@@ -287,8 +349,17 @@ def save_checkpoint(path, model, tok, meta, optimizer=None):
     except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        raise OSError(f"{path}: could not save the checkpoint ({e}); any earlier "
-                      "checkpoint there is untouched") from None
+        raise OSError(_save_error(e, path)) from None
+
+
+def _save_error(e, path):
+    """A failed save in one line: a full disk in those words, not torch's ("unexpected pos
+    182208 vs 182160": its writer found fewer bytes on disk than it wrote)."""
+    kept = ("the previous checkpoint is kept" if os.path.isfile(path) else "nothing was saved")
+    full = getattr(e, "errno", None) in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+    if full or re.search(r"unexpected pos|No space left", str(e)):
+        return f"no space left on device writing {path}; {kept}"
+    return f"{path}: could not save the checkpoint ({e}); {kept}"
 
 
 def _load_error(e):
@@ -301,8 +372,9 @@ def _load_error(e):
     return re.split(r"(?<=\.) ", line)[0][:200]
 
 
-def load_checkpoint(path, device="cpu"):
-    """-> (model, tok, meta); meta["optimizer"] holds the optimizer state (or None)."""
+def load_checkpoint(path, device="cpu", data=None):
+    """-> (model, tok, meta); meta["optimizer"] holds the optimizer state (or None).
+    data: the task folder it is for, refused if the checkpoint's is another (check_task)."""
     from tokenizers import Tokenizer
     if os.path.isdir(path):
         raise ValueError(f"{path}: a folder, not a checkpoint file; a GPT-2 folder is a "
@@ -327,15 +399,19 @@ def load_checkpoint(path, device="cpu"):
     check_vocab(tok, model, f"{path}: ")
     meta = dict(ckpt["meta"] or {})
     meta["optimizer"] = ckpt.get("optimizer")
+    if data is not None:
+        check_task(meta, data, path)
     return model.to(device), tok, meta
 
 
 # -----------------------------------------------------------------------------
 # runs: an output folder, resuming, a metrics log
 
-def out_dir_ready(path):
+def out_dir_ready(path, example=None, **reads):
     """Create the output folder and check it takes files, before any work is done (a
-    typo'd path must not cost a whole training run at the final save)."""
+    typo'd path must not cost a whole training run at the final save); with reads, first
+    check_out_dir(path, example, **reads)."""
+    check_out_dir(path, example, **reads)
     try:
         os.makedirs(path, exist_ok=True)
         probe = os.path.join(path, ".write_test")
@@ -346,26 +422,77 @@ def out_dir_ready(path):
         raise OSError(f"--out_dir={path}: cannot write there ({e.strerror or e})") from None
 
 
+def check_out_dir(out_dir, example, **reads):
+    """Refuse, before any work, an --out_dir that is the folder of a path the run reads:
+    its saves would overwrite the checkpoint it starts from (stage 2's reference and
+    judge), or mix with a task's files. reads: {flag: path}, None for a flag that names no
+    path (--init=scratch); example: a folder to suggest instead."""
+    here = os.path.realpath(out_dir)
+    for flag, path in reads.items():
+        if path is None or not os.path.exists(path):
+            continue  # the stage names what is missing
+        folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+        if os.path.realpath(folder) == here:
+            other = (f", such as --out_dir={example}" if example and
+                     os.path.realpath(example) != here else "")
+            harm = (f"its ckpt.pt would overwrite {path}, the checkpoint it starts from"
+                    if os.path.basename(path) == "ckpt.pt" else
+                    "its ckpt.pt and logs would land among the files it reads")
+            raise ValueError(f"--out_dir={out_dir} is the folder of --{flag}={path}: {harm}; "
+                             f"give the run a folder of its own{other}")
+
+
+def _same(a, b):
+    """Two settings' values alike: equal, or paths to the same file or folder."""
+    return a == b or (isinstance(a, str) and isinstance(b, str) and os.path.exists(a)
+                      and os.path.exists(b) and os.path.samefile(a, b))
+
+
+# what a run trains: --resume refuses a change to any of these that a stage has
+TRAINED = ("init", "data", "mode", "loss", "judge", "judge_ratio", "rationale", "lora_rank")
+
+
 def resume_from(cfg, stage, fixed, device):
     """--resume: out_dir/ckpt.pt -> (model, tok, meta), refused with a message when there
-    is none, when it is another stage's, when a flag in `fixed` (model shape, mode, ...)
-    differs from the one it was trained with, or when it has reached --max_steps. Resume
-    with the command that started the run, plus --resume."""
+    is none, when it is another stage's, when a flag of TRAINED or `fixed` (the model's
+    shape) differs from the one it was trained with, or when it has reached --max_steps.
+    Resume with the command that started the run, plus --resume."""
     path = os.path.join(cfg.out_dir, "ckpt.pt")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--resume: no checkpoint in {cfg.out_dir} to resume from "
                                 "(run without --resume to start)")
     model, tok, meta = load_checkpoint(path, device)
-    was = meta.get("flags", {})
-    changed = [f"--{k}={cfg[k]} (it has {was.get(k)})" for k in fixed if cfg[k] != was.get(k)]
-    if meta.get("stage") != stage or changed:
+    made, was = meta.get("stage"), meta.get("flags", {})
+    if made != stage:  # its flags are another script's: comparing them says nothing
+        raise ValueError(f"--resume: {path} was not made by this command: it is a {made} "
+                         f"checkpoint, not a {stage} one (resume it with {made}.py, or give "
+                         "this run another --out_dir)")
+    changed = [f"--{k}={cfg[k]} (it has {was.get(k)})" for k in dict.fromkeys(fixed + TRAINED)
+               if k in cfg and not _same(cfg[k], was.get(k))]
+    if changed:
         raise ValueError(f"--resume: {path} was not made by this command: "
-                         + (", ".join(changed) or f"it is a {meta.get('stage')} checkpoint"))
+                         + ", ".join(changed) + "; resume with the settings that started "
+                         "it, or train anew in another --out_dir")
     if meta["step"] >= cfg.max_steps:
         raise ValueError(f"--resume: {path} is already at step {meta['step']} of "
                          f"--max_steps={cfg.max_steps}; raise --max_steps to train further")
     print(f"resuming from {path} at step {meta['step']}")
     return model, tok, meta
+
+
+def check_task(meta, data, where):
+    """Refuse a checkpoint trained on another task than --data: the prompts of the task
+    folder it records (its --data) and of --data start differently, as "sort: ..." and
+    "words: ..." do. (Its judge knows the other task only: the gate would call it weak.)
+    A recorded folder that is gone, or prompts with nothing in common, prove nothing."""
+    was = meta.get("flags", {}).get("data")
+    if not isinstance(was, str) or not os.path.isdir(was) or _same(was, data):
+        return
+    a, b = prompt_start(was), prompt_start(data)
+    if a and b and not os.path.commonprefix([a, b]):
+        raise ValueError(f"{where} was trained on another task: {was}, whose prompts start "
+                         f"{a!r}, where --data={data}'s start {b!r}; pass the task it was "
+                         f"trained on, or train one on {data} (python jsft.py --data={data})")
 
 
 def metrics_log(path, resume_step=0):

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (autocast, check_vocab, count_examples, ddp_done, ddp_init, ddp_rank_world,
-                    ddp_share, ddp_wrap, load_checkpoint, out_dir_ready, parse_flags,
-                    resume_from, save_checkpoint)
+from common import (autocast, check_out_dir, check_vocab, count_examples, ddp_done, ddp_init,
+                    ddp_rank_world, ddp_share, ddp_wrap, load_checkpoint, out_dir_ready,
+                    parse_flags, resume_from, save_checkpoint, stop_if_diverged)
 from data.chat import add_chat_tokens, encode_query, encode_response, load_tokenizer
 from data.task import DataError, fitting, load_task, n_held_out, train_tokenizer
 from evaluate import readiness, readiness_prompts
@@ -287,10 +287,10 @@ def make_optimizer(model, cfg):
 
 @torch.no_grad()
 def eval_loss(model, examples, device, batch_size=128, decision_weight=None):
-    """Mean per-example loss (as in training) over a list of examples; nan for none.
+    """Mean per-example loss (as in training) over a list of examples; None for none.
     Chunks of at most batch_size examples, and within sample.LOGITS_BUDGET."""
     if not examples:
-        return float("nan")
+        return None
     batch_size = rows_per_chunk(max(len(x) for x, _ in examples), model.config.vocab_size,
                                 batch_size)
     model.eval()
@@ -307,8 +307,8 @@ def held_out_losses(model, ex, cfg, device):
     return f"held-out sft loss {_fmt(sft)}, judge loss {_fmt(judge)}"
 
 
-def _fmt(x):
-    return f"{x:.4f}" if x == x else "n/a"
+def _fmt(x):  # a NaN prints as nan: "n/a" is for a part without examples only
+    return "n/a" if x is None else f"{x:.4f}"
 
 
 def train(model, opt, tok, cfg, ex, start, device):
@@ -326,8 +326,9 @@ def train(model, opt, tok, cfg, ex, start, device):
     bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, desc="jsft",
                dynamic_ncols=True, disable=None if master else True)
     for step in bar:
-        loss = train_step(net, opt, cfg, step, ex["judge"][0], ex["sft"][0], device)
-        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr_at(step, cfg):.1e}")
+        loss = train_step(net, opt, cfg, step, ex["judge"][0], ex["sft"][0], device).item()
+        stop_if_diverged(step + 1, cfg, dict(loss=loss))  # and save_checkpoint checks weights
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr_at(step, cfg):.1e}")
         if cfg.eval_interval and (step + 1) % cfg.eval_interval == 0 and step + 1 < cfg.max_steps:
             if master:
                 tqdm.write(f"step {step + 1}: {held_out_losses(model, ex, cfg, device)}")
@@ -355,6 +356,8 @@ def load_or_init(cfg, task, device):
 
 def main(argv=None):
     cfg = parse_flags(defaults, argv, __file__, limits)
+    check_out_dir(cfg.out_dir, defaults["out_dir"], data=cfg.data,  # never write over input
+                  init=None if cfg.init == "scratch" else cfg.init)
     rank, world, device = ddp_init(cfg.device, cfg.batch_size)  # plain python: rank 0 of 1
     torch.manual_seed(cfg.seed)
     task = load_task(cfg.data, cfg.skip_bad_lines)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import (get_device, load_checkpoint, metrics_log, out_dir_ready, parse_flags,
-                    resume_from, save_checkpoint)
+                    resume_from, save_checkpoint, stop_if_diverged)
 from data.chat import encode_query
 from data.task import load_task, training_pairs
 from evaluate import (check_judge, idle_reason, policy_evaluator, step_diagnostics, step_stats,
@@ -55,6 +55,7 @@ defaults = dict(
     beta=1.0,                  # strength of the pull towards the reference
     sft_weight=0.0,            # + this x NLL of chosen responses (per token)
     min_confidence=0.5,        # train only on pairs the judge decides by |2p-1| >= this
+                               # (under 1: no judgment is that sure, |2p-1| < 1 always)
     cutoff="drop",             # a sample cut off at max_new_tokens: drop the pair | keep
     raft_n=2,                  # raft: samples per prompt, best picked by raft_n - 1
                                # judgments (2: SELF-JUDGE's budget of samples and judgments)
@@ -85,7 +86,7 @@ defaults = dict(
 )
 limits = dict(mode=("onpolicy", "offpolicy", "offline", "raft"),
               judge=("reference", "current"), loss=("sigmoid", "hinge", "ipo"),
-              beta="(0, inf)", sft_weight="[0, inf)", min_confidence="[0, 1]",
+              beta="(0, inf)", sft_weight="[0, inf)", min_confidence="[0, 1)",
               cutoff=("drop", "keep"), raft_n="[2, inf)", max_steps="[1, inf)",
               batch_size="[1, inf)", lr="(0, inf)", warmup_steps="[0, inf)",
               grad_clip="(0, inf)", temperature="(0, inf)", top_p="(0, 1]",
@@ -296,7 +297,7 @@ def load_models(cfg, device):
     if not os.path.exists(cfg.init):  # (a folder: load_checkpoint says what it is)
         raise FileNotFoundError(f"--init={cfg.init}: no checkpoint there; train the JSFT "
                                 "model first (python jsft.py) or point --init at one")
-    ref, tok, meta = load_checkpoint(cfg.init, device)
+    ref, tok, meta = load_checkpoint(cfg.init, device, data=cfg.data)  # of this task
     ref.eval().requires_grad_(False)
     if cfg.mode != "offline" and meta.get("flags", {}).get("judge_ratio", 1) == 0:
         raise ValueError(f"--init={cfg.init} was trained with --judge_ratio=0: it never "
@@ -304,7 +305,7 @@ def load_models(cfg, device):
                          "with jsft.py's default mix, or use --mode=offline)")
     step, opt_state = 0, None
     if cfg.resume:
-        policy, _, meta = resume_from(cfg, "selfjudge", ("mode", "init", "lora_rank"), device)
+        policy, _, meta = resume_from(cfg, "selfjudge", (), device)
         step, opt_state = meta["step"], meta.get("optimizer")
         if meta.get("stopped") and cfg.max_position_bias:
             raise ValueError(f"{cfg.out_dir}/ckpt.pt: this run stopped at step {step}, its "
@@ -329,6 +330,7 @@ def learn(run, examples, step):
                                       run.device)
     update(run.opt, run.params, loss,
            cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps)), cfg.grad_clip)
+    stop_if_diverged(step + 1, cfg, stats, run.policy)  # before the next step samples from it
     return stats
 
 
@@ -391,7 +393,7 @@ def main(argv=None):
     device = get_device(cfg.device)
     torch.manual_seed(cfg.seed)
     task = load_task(cfg.data, cfg.skip_bad_lines)
-    out_dir_ready(cfg.out_dir)
+    out_dir_ready(cfg.out_dir, defaults["out_dir"], init=cfg.init, data=cfg.data)
 
     # 1) the policy, and the frozen reference, which is also the judge
     policy, ref, tok, start, opt_state = load_models(cfg, device)

@@ -258,6 +258,21 @@ def load_task(path, skip_bad_lines=False):
     return task
 
 
+def prompt_start(path, n=100):
+    """The text the first n prompts of a task folder all start with ("sort: "), read from
+    the first of its files that has prompts: what tells one task from another (common.py's
+    check_task). "" when they share nothing or no file can be read."""
+    for name in FILES:
+        try:
+            with open(os.path.join(path, name + ".jsonl"), encoding="utf-8-sig") as f:
+                prompts = [json.loads(line)["prompt"] for line, _ in zip(f, range(n))]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if prompts and all(isinstance(p, str) for p in prompts):
+            return os.path.commonprefix(prompts)
+    return ""
+
+
 N_HELD_OUT_PAIRS = 256  # at most this many of the last pairs are held out
 
 

@@ -289,3 +289,150 @@ def test_hh_import_of_nothing_usable_fails_and_writes_nothing(tmp_path):
     assert code == 2 and err.endswith("each at least 0, and together under 1 (the rest are the "
                                       "training pairs)")
     assert not out.exists()
+
+
+# -----------------------------------------------------------------------------
+# what a run starts from is never written over; a run that diverges stops there
+
+def bytes_of(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("script", ["selfjudge.py", "jsft.py"])
+def test_a_stage_never_writes_over_the_checkpoint_it_starts_from(task_and_ckpt, tmp_path,
+                                                                  monkeypatch, script):
+    """`selfjudge.py --init=DIR/ckpt.pt --out_dir=DIR` exited 0, "saved DIR/ckpt.pt": the
+    JSFT checkpoint, its reference and judge, was gone, and a rerun silently took the
+    self-trained model as the reference. Refused now before any work: one line, the file
+    untouched."""
+    data, ckpt = task_and_ckpt
+    run = tmp_path / "jsft"
+    os.makedirs(run)
+    init = write_bytes(run / "ckpt.pt", bytes_of(ckpt))
+    tiny = TINY_SJ if script == "selfjudge.py" else TINY_JSFT + ["--max_steps=1"]
+    msg = run_as_script(monkeypatch, script, "--data", data, "--init", init, "--out_dir",
+                        str(run), *tiny)
+    assert msg.startswith(f"error: --out_dir={run} is the folder of --init={init}: its "
+                          f"ckpt.pt would overwrite {init}, the checkpoint it starts from; "
+                          "give the run a folder of its own, such as --out_dir=out/")
+    assert "\n" not in msg and os.listdir(run) == ["ckpt.pt"] and bytes_of(init) == bytes_of(ckpt)
+    msg = run_as_script(monkeypatch, script, "--data", data, "--init", init, "--out_dir",
+                        data, *tiny)  # nor into the task folder it reads
+    assert msg.startswith(f"error: --out_dir={data} is the folder of --data={data}: its "
+                          "ckpt.pt and logs would land among the files it reads")
+    assert "ckpt.pt" not in os.listdir(data)
+
+
+def test_jsft_resume_on_a_stage_2_checkpoint_says_what_it_is(task_and_ckpt, tmp_path):
+    """After stage 2 had written over the JSFT checkpoint, `jsft.py --resume` there listed
+    every flag as changed (`--n_layer=4 (it has None), ...`): the folder holds a stage-2
+    checkpoint, whose flags are another script's."""
+    data, ckpt = task_and_ckpt
+    selfjudge.main(["--data", data, "--init", ckpt, "--out_dir", str(tmp_path)] + TINY_SJ)
+    with pytest.raises(ValueError, match=r"^--resume: .*ckpt\.pt was not made by this "
+                                         r"command: it is a selfjudge checkpoint, not a jsft "
+                                         r"one \(resume it with selfjudge\.py") as e:
+        jsft.main(["--data", data, "--out_dir", str(tmp_path), "--resume"] + TINY_JSFT)
+    assert "(it has None)" not in str(e.value)
+
+
+def test_a_checkpoint_of_another_task_is_named_not_called_a_weak_judge(task_and_ckpt,
+                                                                      tmp_path):
+    """A words checkpoint given to selfjudge.py on sort data was refused by the judge gate,
+    "train it further": no amount of training on words makes a sort judge. The task it
+    records (its --data) has prompts that start "words: ", the sort task's "sort: "."""
+    from common import load_checkpoint, save_checkpoint
+    data, ckpt = task_and_ckpt
+    words = tmp_path / "words"
+    os.makedirs(words)
+    with open(os.path.join(ROOT, "data", "words", "prompts.jsonl")) as f:
+        write_bytes(words / "prompts.jsonl", "".join(f.readlines()[:20]).encode())
+    model, tok, meta = load_checkpoint(ckpt)
+    meta["flags"]["data"] = str(words)  # as if jsft.py had trained it on the words task
+    save_checkpoint(str(tmp_path / "words.pt"), model, tok, meta)
+    with pytest.raises(ValueError, match=r"words\.pt was trained on another task: .*words, "
+                                         r"whose prompts start 'words: ', where --data=.*'s "
+                                         r"start 'sort: '; pass the task it was trained on"):
+        selfjudge.main(["--data", data, "--init", str(tmp_path / "words.pt"), "--out_dir",
+                        str(tmp_path / "o")] + TINY_SJ)
+    assert not os.path.exists(tmp_path / "o" / "ckpt.pt")
+
+
+def weights_finite(path):
+    from common import load_checkpoint
+    model, _, meta = load_checkpoint(path)
+    return meta["step"], all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_diverged_jsft_run_stops_at_that_step_and_keeps_the_last_good_checkpoint(
+        task_and_ckpt, tmp_path):
+    """`jsft.py --lr=100` (inside the advertised range) went on to "done ... held-out sft
+    loss n/a" with every weight NaN saved, then a traceback from torch.multinomial. Now the
+    first non-finite loss stops the run, naming the step and --lr, and the last checkpoint
+    saved before it stays as it was."""
+    data = task_and_ckpt[0]
+    argv = ["--data", data, "--out_dir", str(tmp_path)] + TINY_JSFT + ["--eval_interval=1"]
+    jsft.main(argv + ["--max_steps=2"])
+    with pytest.raises(ValueError, match=r"^step \d: .*: training diverged, most likely from "
+                                         r"--lr=1e\+10 \(too high: try a tenth of it\); "
+                                         rf"{tmp_path}/ckpt\.pt keeps its last save$"):
+        jsft.main(argv + ["--max_steps=6", "--resume", "--lr=1e10", "--warmup_steps=0"])
+    assert weights_finite(tmp_path / "ckpt.pt") == (2, True)
+
+
+@pytest.mark.parametrize("flag, what", [
+    ("--lr=1e30", r"the model's outputs are NaN or inf \(its weights have grown too large\)"),
+    ("--lr=1e6", r"the model's logits reach \S+, where a trained model's stay within "
+                 "a few hundred"),
+    ("--beta=1e308", "the loss is (nan|inf)"),
+])
+def test_a_diverged_stage_2_run_stops_at_that_step_and_keeps_the_last_good_checkpoint(
+        task_and_ckpt, tmp_path, flag, what):
+    """`selfjudge.py --lr=1e30` and `--beta=1e308` died in torch.multinomial ("probability
+    tensor contains either inf, nan or element < 0") at the first sampling after the
+    update; `--lr=1e6` exited 0 with a collapsed policy (every pair identical) and NaN in
+    metrics.jsonl. One step at --lr=1e30 leaves the weights finite but so large that a
+    forward pass overflows, one at --lr=1e6 logits near 1e11, so the policy's outputs are
+    checked after each update, before the next step samples from it; a non-finite loss on
+    finite weights is --beta's."""
+    data, ckpt = task_and_ckpt
+    argv = ["--data", data, "--init", ckpt, "--out_dir", str(tmp_path)] + TINY_SJ
+    selfjudge.main(argv + ["--ckpt_interval=1"])  # a good step 1, saved
+    name = flag.split("=")[0]
+    with pytest.raises(ValueError, match=rf"^step 2: {what}: training diverged, most likely "
+                                         rf"from {name}=1e\+[0-9]+ \(too .*\); {tmp_path}/"
+                                         r"ckpt\.pt keeps its last save$"):
+        selfjudge.main(argv + ["--ckpt_interval=1", "--max_steps=3", "--resume", flag])
+    assert weights_finite(tmp_path / "ckpt.pt") == (1, True)
+    with open(tmp_path / "metrics.jsonl") as f:  # the diverged step is not logged
+        assert [json.loads(line)["step"] for line in f] == [0, 1]
+
+
+def test_hh_import_into_a_task_folder_is_refused_unless_told_to_replace_it(tmp_path):
+    """Into a folder holding data/sort's files, `python -m data.hh` wrote its four files
+    and exited 0: sort's oracle.py and tokenizer.json stayed beside the new data, and the
+    next run failed on the oracle ("not a sort prompt"). Refused now before reading the
+    input; --replace replaces the whole task, and never touches what is not a task's."""
+    src = tmp_path / "hh.jsonl"
+    src.write_text("".join(json.dumps({k: f"\n\nHuman: q{i}?\n\nAssistant: {a}" for k, a in
+                                       (("chosen", f"yes {i}"), ("rejected", "no"))}) + "\n"
+                           for i in range(40)))
+    out = write_small_sort(tmp_path / "task")
+    before = {n: bytes_of(os.path.join(out, n)) for n in os.listdir(out)}
+    code, err = hh(src, out)
+    assert code == 1 and err == (f"error: {out}: not empty (it holds oracle.py, pairs.jsonl, "
+                                 "prompts.jsonl, sft.jsonl, test.jsonl, tokenizer.json): the "
+                                 "new task's files would mix with these; name a new folder, "
+                                 "or pass --replace to replace the task there")
+    write_bytes(os.path.join(out, "notes.txt"), b"mine")
+    code, err = hh(src, out, "--replace")
+    assert code == 1 and err == (f"error: {out}: holds notes.txt beside a task's files, and "
+                                 "--replace replaces a task folder only: move those away, or "
+                                 "name a new folder")
+    assert {n: bytes_of(os.path.join(out, n)) for n in before} == before
+    os.remove(os.path.join(out, "notes.txt"))
+    code, err = hh(src, out, "--replace")
+    assert code == 0 and sorted(os.listdir(out)) == ["pairs.jsonl", "prompts.jsonl",
+                                                     "sft.jsonl", "test.jsonl"]
+    assert sorted(os.listdir(tmp_path)) == ["hh.jsonl", "task"]  # no temporary folder left

@@ -3,8 +3,10 @@ disk, the output folder, resuming, the metrics log.
 
     python -m pytest tests/test_common.py -q     (from the repository root; a second)
 """
+import errno
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -43,7 +45,8 @@ def test_help_shows_every_setting_with_its_comment_and_limits(capsys):
     for name in selfjudge.defaults:
         assert f"--{name}=" in out
     line = " ".join(out[out.index("--min_confidence="):].split("--cutoff=")[0].split())
-    assert "train only on pairs the judge decides by |2p-1| >= this (in [0, 1])" in line
+    assert ("train only on pairs the judge decides by |2p-1| >= this (under 1: no judgment "
+            "is that sure, |2p-1| < 1 always) (in [0, 1))") in line
     # a comment continued on the next line is part of the setting's description
     assert "so the judge sees the policy's rare mistakes" in " ".join(out.split())
     assert all(len(x) <= 100 for x in out.splitlines() if x.startswith("  --"))
@@ -72,6 +75,16 @@ def test_stage_2_refuses_values_that_cannot_train(flag):
     with pytest.raises(SystemExit) as e:
         parse_flags(selfjudge.defaults, [flag], selfjudge.__file__, selfjudge.limits)
     assert flag.split("=")[0] in str(e.value)
+
+
+def test_min_confidence_1_is_refused_as_the_flags_fault():
+    """--min_confidence=1 skipped every pair, and the run ended blaming the judge ("a
+    judge undecided on every pair is near chance"): no judgment reaches |2p-1| = 1."""
+    with pytest.raises(SystemExit) as e:
+        parse_flags(selfjudge.defaults, ["--min_confidence=1"], selfjudge.__file__,
+                    selfjudge.limits)
+    assert str(e.value).startswith("error: --min_confidence=1.0: must be in [0, 1)")
+    assert "no judgment is that sure, |2p-1| < 1 always" in str(e.value)
 
 
 def test_every_script_limits_only_settings_it_has():
@@ -109,8 +122,19 @@ def test_out_dir_under_a_file_is_refused_before_any_work(tmp_path):
     assert os.listdir(tmp_path / "new" / "run") == []
 
 
-def test_a_failed_save_removes_its_temporary_file_and_keeps_the_old_one(tmp_path, monkeypatch):
-    """A full disk left ckpt.pt.tmp behind with a torch traceback."""
+@pytest.mark.parametrize("error, says", [
+    (RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 182208 vs "
+                  "182160"), "no space left on device writing {path}; the previous "
+                                "checkpoint is kept"),
+    (OSError(errno.ENOSPC, "No space left on device"), "no space left on device writing"),
+    (PermissionError(errno.EACCES, "Permission denied"), r"{path}: could not save the "
+     r"checkpoint \(.*Permission denied\); the previous checkpoint is kept"),
+], ids=["torch", "enospc", "other"])
+def test_a_failed_save_removes_its_temporary_file_and_keeps_the_old_one(tmp_path, monkeypatch,
+                                                                         error, says):
+    """A full disk left ckpt.pt.tmp behind with a torch traceback; then it was reported in
+    torch's words ("unexpected pos 182208 vs 182160": its writer's byte count, which a
+    short write breaks), not as a full disk."""
     tok = load_tokenizer(SORT)
     model = make_tiny(vocab_size=tok.get_vocab_size())
     path = str(tmp_path / "ckpt.pt")
@@ -119,13 +143,39 @@ def test_a_failed_save_removes_its_temporary_file_and_keeps_the_old_one(tmp_path
     def full(obj, f):
         with open(f, "wb") as fh:
             fh.write(b"partial")
-        raise RuntimeError("PytorchStreamWriter failed writing file: No space left on device")
+        raise error
     monkeypatch.setattr(torch, "save", full)
-    with pytest.raises(OSError, match="could not save the checkpoint.*untouched"):
+    with pytest.raises(OSError, match="^" + says.format(path=re.escape(path))):
         save_checkpoint(path, model, tok, dict(step=2))
     assert os.listdir(tmp_path) == ["ckpt.pt"]
     monkeypatch.undo()
     assert load_checkpoint(path)[2]["step"] == 1
+
+
+@pytest.mark.parametrize("case", ["nan", "overflow", "collapse"])
+def test_a_model_gone_nan_or_collapsed_is_never_saved(tmp_path, case):
+    """A diverged run saved its NaN weights over the last good checkpoint. Weights can be
+    finite and still useless: after one step at --lr=1e30 they are near 1e29 and every
+    forward pass overflows to NaN; after one at --lr=1e6, near 1e5, the logits reach 1e11
+    and the policy samples one response forever. So the outputs on a few tokens are
+    checked too."""
+    tok = load_tokenizer(SORT)
+    model = make_tiny(vocab_size=tok.get_vocab_size())
+    path = str(tmp_path / "ckpt.pt")
+    save_checkpoint(path, model, tok, dict(step=1))
+    with torch.no_grad():
+        w = model.transformer.h[0].attn.c_attn.weight
+        if case == "nan":
+            w[0, 0] = float("nan")
+        else:
+            model.lm_head.weight.mul_(1e29 if case == "overflow" else 1e5)
+    says = dict(nan="weight transformer.h.0.attn.c_attn.weight holds NaN or inf",
+                overflow="the model's outputs are NaN or inf",
+                collapse=r"the model's logits reach \S+, where a trained model's stay")[case]
+    with pytest.raises(ValueError, match=rf"^step 2: {says}.*training diverged, most likely "
+                                         rf"from --lr=0\.5 .*; {path} keeps its last save$"):
+        save_checkpoint(path, model, tok, dict(step=2, flags=dict(lr=0.5)))
+    assert load_checkpoint(path)[2]["step"] == 1 and os.listdir(tmp_path) == ["ckpt.pt"]
 
 
 def test_checkpoint_errors_say_what_is_wrong(tmp_path):
@@ -160,6 +210,34 @@ def test_resume_refuses_a_changed_model_shape_and_a_finished_run(tmp_path):
         resume_from(resume_cfg(tmp_path), "selfjudge", (), "cpu")
     with pytest.raises(FileNotFoundError, match="no checkpoint in .* to resume from"):
         resume_from(resume_cfg(tmp_path / "empty"), "jsft", jsft.SHAPE, "cpu")
+
+
+def test_resume_refuses_a_changed_loss_judge_or_data_naming_it(tmp_path, monkeypatch):
+    """`--resume` with a changed --loss, --judge or --data was accepted silently, and the
+    checkpoint recorded only the new values: the run it finished was neither. The same
+    task folder by another path is no change."""
+    tok = load_tokenizer(SORT)
+    flags = dict(parse_flags(dict(selfjudge.defaults, out_dir=str(tmp_path), data=SORT), []))
+    save_checkpoint(str(tmp_path / "ckpt.pt"), make_tiny(vocab_size=tok.get_vocab_size()),
+                    tok, dict(step=5, flags=flags, stage="selfjudge"))
+
+    def resume(*argv):
+        cfg = parse_flags(dict(selfjudge.defaults, out_dir=str(tmp_path), data=SORT), argv)
+        return resume_from(cfg, "selfjudge", (), "cpu")
+    for flag, was in (("--loss=hinge", "sigmoid"), ("--judge=current", "reference"),
+                      ("--data=data/words", SORT), ("--mode=raft", "onpolicy")):
+        with pytest.raises(ValueError, match=rf"was not made by this command: {flag} \(it has "
+                                             rf"{was}\); resume with the settings that "
+                                             "started it"):
+            resume(flag)
+    monkeypatch.chdir(os.path.dirname(SORT))
+    assert resume("--data=./sort", "--max_steps=9")[2]["step"] == 5
+    run = tmp_path / "jsft"  # jsft.py: the mix and the judge's target
+    save_checkpoint(str(run / "ckpt.pt"), make_tiny(vocab_size=tok.get_vocab_size()), tok,
+                    dict(step=5, flags=dict(resume_cfg(run)), stage="jsft"))
+    for flag, was in (("judge_ratio", 0.7), ("rationale", False)):
+        with pytest.raises(ValueError, match=rf"--{flag}=\S+ \(it has {was}\)"):
+            resume_from(resume_cfg(run, **{flag: 1 - was}), "jsft", jsft.SHAPE, "cpu")
 
 
 def test_metrics_log_keeps_each_step_once_after_a_resume(tmp_path):

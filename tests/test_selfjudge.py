@@ -507,8 +507,8 @@ def test_steps_without_pairs_still_evaluate(task_and_ckpt, tmp_path):
     --min_confidence) used to `continue` before the evaluation, so a strict
     --min_confidence silently dropped points from the oracle curve."""
     with pytest.raises(ValueError, match="no step updated the policy"):
-        run_selfjudge(task_and_ckpt, tmp_path, "--min_confidence=1.0", "--max_steps=2",
-                      "--eval_interval=1")
+        run_selfjudge(task_and_ckpt, tmp_path, "--min_confidence=0.99999", "--max_steps=2",
+                      "--eval_interval=1")  # (1 is refused: no judgment is that sure)
     with open(os.path.join(tmp_path, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
     assert [r["step"] for r in rows] == [0, 1, 2]
@@ -602,7 +602,7 @@ def test_steps_without_pairs_say_why_and_how_many_trained(task_and_ckpt, tmp_pat
     monkeypatch.setattr(evaluate, "IDLE_WARNING", 2)
     with pytest.raises(ValueError, match="no step updated the policy: of 12 pairs judged, "
                                          "100% were undecided"):
-        run_selfjudge(task_and_ckpt, tmp_path, "--min_confidence=1.0", "--max_steps=3",
+        run_selfjudge(task_and_ckpt, tmp_path, "--min_confidence=0.99999", "--max_steps=3",
                       "--eval_interval=0")
     out = capsys.readouterr().out
     assert "warning: 2 steps in a row without a pair to train on: of 8 pairs judged, " \
