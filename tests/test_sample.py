@@ -171,6 +171,7 @@ def test_cached_equals_uncached_when_rows_stop_at_different_steps(tiny):
             "generate: a stopped row stays stopped: nothing after its stop token")
 
 
+@pytest.mark.exercise("decode_loop")
 def test_generate_builds_no_autograd_graph(tiny, monkeypatch):
     """generate runs without autograd. Its no_grad decorator once slid onto a helper
     (check_prompts) when that was split out, and every stage-2 step then sampled while
