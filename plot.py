@@ -202,12 +202,16 @@ def figures(cfg):
         out[f"{cfg.task}_modes.svg"] = line_chart(
             modes, f"{task}: win rate against JSFT, by training mode", "step",
             "win rate vs JSFT (oracle, held-out prompts)")
+        print(table(modes, f"{task}: win rate against JSFT by step (each run's evaluations)",
+                    every=math.ceil(len(modes[0]["x"]) / 9)))
     gap = gap_series(roots, far)
     if gap:
         out[f"{cfg.task}_gap.svg"] = line_chart(
             gap, f"{task}: how far the offline pairs lie from the policy, and the gap",
             "extra mistakes in each response of the offline pairs (--pair_extra_mistakes)",
             "win rate: SELF-JUDGE minus offline DPO", xticks=[(k, k) for k in gap[0]["x"]])
+        print(table(gap[:1], f"{task}: SELF-JUDGE's win rate minus offline DPO's, at the last "
+                             "evaluation, by --pair_extra_mistakes"))
     agree = (seeds_and_mean(roots, "selfjudge", "oracle_agree_kept", "pairs trained on",
                             COLORS[0], cfg.smooth)
              + seeds_and_mean(roots, "selfjudge", "oracle_agree_all", "all pairs judged",
@@ -270,6 +274,20 @@ def best_of_series(roots):
             dict(label="random pick", x=x, y=mean("random"), color=COLORS[6], dash=True),
             dict(label="tournament of self-judgments", x=x, y=mean("winner"),
                  color=COLORS[0])]
+
+
+def table(series, title, every=1):
+    """The text of a figure's numbers: a row per series, a column per x of its first
+    series (every `every`-th one), each cell the mean and, for several seeds, the range."""
+    xs = series[0]["x"][::every]
+    cell = lambda s, i: f"{s['y'][i]:.3f}" + (  # noqa: E731
+        f" ({s['lo'][i]:.2f}-{s['hi'][i]:.2f})" if s.get("lo") else "")
+    rows = [f"{title}\n{'':28s}" + "".join(f"{x:>18g}" for x in xs)]
+    for s in series:
+        at = {x: i for i, x in enumerate(s["x"])}
+        rows.append(f"{s['label'][:28]:28s}" + "".join(
+            f"{cell(s, at[x]) if x in at else '-':>18s}" for x in xs))
+    return "\n".join(rows)
 
 
 def main(argv=None):
