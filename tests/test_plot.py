@@ -75,7 +75,7 @@ def test_figures_average_the_seeds_and_skip_missing_runs(tmp_path, capsys):
         plot.main([f"--runs={tmp_path}/nothing", f"--to={tmp_path}/img2"])
 
 
-def test_the_gap_figure_plots_selfjudge_minus_offline_dpo_against_the_pairs_distance(tmp_path):
+def test_gap_figure_is_selfjudge_minus_offline_dpo_by_the_pairs_distance(tmp_path, capsys):
     """dpo_kK beside dpo: offline DPO on pairs K mistakes further from the policy. The gap
     at each K is SELF-JUDGE's last win rate minus that run's, averaged over seeds, and
     the range of the seeds spans their lowest and highest gap."""
@@ -94,5 +94,8 @@ def test_the_gap_figure_plots_selfjudge_minus_offline_dpo_against_the_pairs_dist
     assert gap[0]["hi"] == pytest.approx([0.2, 0.3, 0.5])
     figs = plot.figures(cfg)
     assert "sort_gap.svg" in figs
+    printed = capsys.readouterr().out  # the figures' numbers, for a reader who greps
+    assert "SELF-JUDGE - offline DPO" in printed and "0.150 (0.10-0.20)" in printed
+    assert "0.450 (0.40-0.50)" in printed
     texts = [t.text for t in ET.fromstring(figs["sort_modes.svg"]).iter(f"{SVG}text")]
     assert "offline DPO, pairs +2 mistakes" in texts
