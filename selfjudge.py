@@ -57,6 +57,10 @@ defaults = dict(
     min_confidence=0.5,        # train only on pairs the judge decides by |2p-1| >= this
                                # (under 1: no judgment is that sure, |2p-1| < 1 always)
     cutoff="drop",             # a sample cut off at max_new_tokens: drop the pair | keep
+    max_position_bias=0.25,    # stop when the judge's decisions follow the position, not
+                               # the content, on more than this share of the policy's own
+                               # differing pairs (mean of the last 50 steps): the policy has
+                               # moved where its judge cannot tell answers apart; 0 = never
     raft_n=2,                  # raft: samples per prompt, best picked by raft_n - 1
                                # judgments (2: SELF-JUDGE's budget of samples and judgments)
     max_steps=600,             # optimizer steps
@@ -75,10 +79,6 @@ defaults = dict(
     ckpt_interval=50,          # save ckpt.pt every this many steps (and at the end)
     seed=1337,                 # seeds every sample, pick and pairing: a run repeats exactly
     device="auto",             # auto: cuda, then mps, then cpu
-    max_position_bias=0.25,    # stop when the judge's decisions follow the position, not
-                               # the content, on more than this share of the policy's own
-                               # differing pairs (mean of the last 50 steps): the policy has
-                               # moved where its judge cannot tell answers apart; 0 = never
     allow_weak_judge=False,    # train even if the judge is near chance on the held-out
                                # labelled pairs (refused by default: it does harm)
     resume=False,              # continue from out_dir/ckpt.pt
