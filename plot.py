@@ -195,9 +195,11 @@ def figures(cfg):
     far = far_runs(roots)
     modes = [s for i, (sub, label) in enumerate(MODES)
              for s in seeds_and_mean(roots, sub, "eval_win_rate_vs_ref", label, COLORS[i])]
+    greens = ("#74c476", "#006d2c", "#00441b")  # offline DPO's colour, darker the further
     modes += [s for k, sub in far.items() if k
               for s in seeds_and_mean(roots, sub, "eval_win_rate_vs_ref",
-                                      f"offline DPO, pairs +{k} mistakes", COLORS[2], dash=True)]
+                                      f"offline DPO, pairs +{k} mistakes",
+                                      greens[min(k, 3) - 1], dash=True)]
     if modes:
         out[f"{cfg.task}_modes.svg"] = line_chart(
             modes, f"{task}: win rate against JSFT, by training mode", "step",
@@ -209,7 +211,7 @@ def figures(cfg):
         out[f"{cfg.task}_gap.svg"] = line_chart(
             gap, f"{task}: how far the offline pairs lie from the policy, and the gap",
             "extra mistakes in each response of the offline pairs (--pair_extra_mistakes)",
-            "win rate: SELF-JUDGE minus offline DPO", xticks=[(k, k) for k in gap[0]["x"]])
+            "win rate at the last evaluation: SELF-JUDGE - DPO", xticks=[(k, k) for k in gap[0]["x"]])
         print(table(gap[:1], f"{task}: SELF-JUDGE's win rate minus offline DPO's, at the last "
                              "evaluation, by --pair_extra_mistakes"))
     agree = (seeds_and_mean(roots, "selfjudge", "oracle_agree_kept", "pairs trained on",
@@ -217,10 +219,14 @@ def figures(cfg):
              + seeds_and_mean(roots, "selfjudge", "oracle_agree_all", "all pairs judged",
                               COLORS[1], cfg.smooth, dash=True)
              + seeds_and_mean(roots, "selfjudge", "kept", "share kept (|2p-1| >= 0.5)",
-                              COLORS[2], cfg.smooth))
-    if agree:
+                              COLORS[2], cfg.smooth)
+             + seeds_and_mean(roots, "selfjudge", "judge_flips", "decisions by position",
+                              COLORS[3], cfg.smooth))
+    if agree:  # the guard's line: selfjudge.py stops where 50 steps' mean crosses it
+        agree.append(dict(label="guard (--max_position_bias)", x=[0, agree[0]["x"][-1]],
+                          y=[0.25, 0.25], color=COLORS[3], dash=True))
         out[f"{cfg.task}_judge.svg"] = line_chart(
-            agree, f"{task}: the frozen judge against the oracle on each step's pairs",
+            agree, f"{task}: the frozen judge on each step's pairs, against the oracle",
             "step", f"agreement / share (mean of {cfg.smooth} steps)", ylim=(0, 1))
     best = best_of_series(roots)
     if best:
@@ -281,12 +287,12 @@ def table(series, title, every=1):
     series (every `every`-th one), each cell the mean and, for several seeds, the range."""
     xs = series[0]["x"][::every]
     cell = lambda s, i: f"{s['y'][i]:.3f}" + (  # noqa: E731
-        f" ({s['lo'][i]:.2f}-{s['hi'][i]:.2f})" if s.get("lo") else "")
-    rows = [f"{title}\n{'':28s}" + "".join(f"{x:>18g}" for x in xs)]
-    for s in series:
-        at = {x: i for i, x in enumerate(s["x"])}
-        rows.append(f"{s['label'][:28]:28s}" + "".join(
-            f"{cell(s, at[x]) if x in at else '-':>18s}" for x in xs))
+        f" ({s['lo'][i]:.2f} to {s['hi'][i]:.2f})" if s.get("lo") else "")
+    cells = [[cell(s, s["x"].index(x)) if x in s["x"] else "-" for x in xs] for s in series]
+    w = max(len(c) for row in cells for c in row) + 2
+    rows = [f"{title}\n{'':32s}" + "".join(f"{x:>{w}g}" for x in xs)]
+    rows += [f"{s['label'][:32]:32s}" + "".join(f"{c:>{w}s}" for c in row)
+             for s, row in zip(series, cells)]
     return "\n".join(rows)
 
 

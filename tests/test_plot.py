@@ -95,7 +95,7 @@ def test_gap_figure_is_selfjudge_minus_offline_dpo_by_the_pairs_distance(tmp_pat
     figs = plot.figures(cfg)
     assert "sort_gap.svg" in figs
     printed = capsys.readouterr().out  # the figures' numbers, for a reader who greps
-    assert "SELF-JUDGE - offline DPO" in printed and "0.150 (0.10-0.20)" in printed
-    assert "0.450 (0.40-0.50)" in printed
+    assert "SELF-JUDGE - offline DPO" in printed and "0.150 (0.10 to 0.20)" in printed
+    assert "0.450 (0.40 to 0.50)" in printed
     texts = [t.text for t in ET.fromstring(figs["sort_modes.svg"]).iter(f"{SVG}text")]
     assert "offline DPO, pairs +2 mistakes" in texts
