@@ -121,8 +121,8 @@ def fixed_shape_attention(device):
     per generation, with a boolean mask, which rules out flash attention. On CUDA we ask
     for the memory-efficient kernel (the math one as the fallback) rather than let torch
     pick cuDNN's, its default on Hopper GPUs since torch 2.9, which builds a plan for
-    every new shape (3.5 ms a call where the key length grew every step). On a CPU torch
-    chooses: its kernels plan nothing."""
+    every new shape, and each call brings new ones (its batch size, its prompts' lengths).
+    On a CPU torch chooses: its kernels plan nothing. (sdpa_kernel: torch 2.3 or newer.)"""
     if torch.device(device).type != "cuda":
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
