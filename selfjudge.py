@@ -435,9 +435,9 @@ def main(argv=None):
         step, bias = tally["stopped"]
         print(f"stopped at step {step} of {cfg.max_steps}: the judge's decisions followed the "
               f"position on {bias:.0%} of the policy's pairs over the last {GUARD_STEPS} steps "
-              f"(--max_position_bias={cfg.max_position_bias}); the policy has moved where its "
-              "judge cannot tell answers apart, and training on would teach it the judge's "
-              "mistakes (--max_position_bias=0 trains on anyway)")
+              f"(--max_position_bias={cfg.max_position_bias}): the judge no longer tells the "
+              "policy's answers apart, and training on would teach the policy its mistakes "
+              "(--max_position_bias=0 trains on anyway)")
     ran = (tally["stopped"][0] if tally["stopped"] else cfg.max_steps) - start
     print(f"done in {time.time() - t0:.0f}s; {tally['updated']} of {ran} "
           f"steps updated the policy, on {tally['examples']} "
