@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import shutil
 
 from data.task import load_task
 
@@ -77,3 +78,16 @@ def distance_line(score, pairs, sft_mean, extra):
     return (f"pairs.jsonl responses: mean oracle score {sum(got) / len(got):.3f} "
             f"(demonstrations {sft_mean:.3f}): {extra} extra mistake{'' if extra == 1 else 's'}"
             f" each (--pair_extra_mistakes)")
+
+
+def task_folder(out_dir, committed, pair_extra_mistakes=0):
+    """Make out_dir ready for a generated task. A copy whose pairs lie further from the
+    policy (pair_extra_mistakes > 0) never goes into the committed folder, which the
+    tests rebuild byte for byte; elsewhere the folder gets the task's oracle.py, so that
+    it is a complete task."""
+    if pair_extra_mistakes and os.path.abspath(out_dir) == os.path.abspath(committed):
+        raise ValueError(f"pair_extra_mistakes={pair_extra_mistakes} would overwrite the "
+                         f"committed {committed}: write the far copy elsewhere (--out_dir)")
+    os.makedirs(out_dir, exist_ok=True)
+    if os.path.abspath(out_dir) != os.path.abspath(committed):
+        shutil.copyfile(os.path.join(committed, "oracle.py"), os.path.join(out_dir, "oracle.py"))

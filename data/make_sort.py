@@ -34,14 +34,14 @@ labels disagrees with the oracle (printed).
 import argparse
 import os
 import random
-import shutil
 import sys
 import tempfile
 from collections import Counter
 
 if __package__ in (None, ""):  # run as a script: python data/make_sort.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from data.generator import distance_line, print_examples, prompt_set, write_task
+from data.generator import (distance_line, print_examples, prompt_set, task_folder,
+                            write_task)
 from data.task import load_oracle, train_tokenizer
 
 # -----------------------------------------------------------------------------
@@ -295,12 +295,7 @@ def generate(seed=seed, out_dir=out_dir, pair_extra_mistakes=pair_extra_mistakes
           f"n_prompts={n_prompts} n_test={n_test} lengths={min_len}..{max_len} "
           f"numbers=0..{max_num} vocab_size={vocab_size} "
           f"pair_extra_mistakes={pair_extra_mistakes}")
-    if pair_extra_mistakes and os.path.abspath(out_dir) == os.path.abspath(HERE):
-        raise ValueError(f"pair_extra_mistakes={pair_extra_mistakes} would overwrite the "
-                         f"committed {HERE}: write the far copy elsewhere (--out_dir)")
-    os.makedirs(out_dir, exist_ok=True)
-    if os.path.abspath(out_dir) != os.path.abspath(HERE):  # a complete task folder
-        shutil.copyfile(os.path.join(HERE, "oracle.py"), os.path.join(out_dir, "oracle.py"))
+    task_folder(out_dir, HERE, pair_extra_mistakes)
     score = load_oracle(HERE)
 
     # 1) prompts, each set from its own stream so that sizes can change alone. Test,

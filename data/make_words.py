@@ -29,13 +29,12 @@ import argparse
 import importlib.util
 import os
 import random
-import shutil
 import sys
 
 if __package__ in (None, ""):  # run as a script: python data/make_words.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from data.generator import (bt_label, bt_temperature, distance_line, print_examples,
-                            prompt_set, write_task)
+from data.generator import (bt_label, bt_temperature, distance_line, print_examples, prompt_set,
+                            task_folder, write_task)
 
 # -----------------------------------------------------------------------------
 # settings
@@ -139,12 +138,7 @@ def generate(seed=seed, out_dir=out_dir, pair_extra_mistakes=pair_extra_mistakes
     print(f"seed={seed} out_dir={out_dir} n_sft={n_sft} n_pairs={n_pairs} "
           f"n_prompts={n_prompts} n_test={n_test} numbers=0..{max_num} "
           f"pair_extra_mistakes={pair_extra_mistakes}")
-    if pair_extra_mistakes and os.path.abspath(out_dir) == os.path.abspath(HERE):
-        raise ValueError(f"pair_extra_mistakes={pair_extra_mistakes} would overwrite the "
-                         f"committed {HERE}: write the far copy elsewhere (--out_dir)")
-    os.makedirs(out_dir, exist_ok=True)
-    if os.path.abspath(out_dir) != os.path.abspath(HERE):  # a complete task folder
-        shutil.copyfile(os.path.join(HERE, "oracle.py"), os.path.join(out_dir, "oracle.py"))
+    task_folder(out_dir, HERE, pair_extra_mistakes)
     score = ORACLE.score
 
     # 1) prompts, each set from its own stream so that sizes can change alone: test,
