@@ -428,6 +428,8 @@ def main(argv=None):
 
     # 3) train, each step a line of metrics.jsonl
     log = metrics_log(os.path.join(cfg.out_dir, "metrics.jsonl"), start)
+    print(f"one line per step in {cfg.out_dir}/metrics.jsonl; docs/metrics.md says what "
+          "each number printed or logged means")
     if start == 0 and evaluate:
         log(dict(step=0, **evaluate(0)))
     t0, tally = time.time(), train(run, oracle, evaluate, log, start)

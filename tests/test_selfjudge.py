@@ -689,3 +689,19 @@ def test_a_run_whose_judge_goes_blind_stops_saves_and_refuses_to_resume(
     (_, _, meta), _ = run_selfjudge(task_and_ckpt, tmp_path, "--max_steps=4", "--resume",
                                     "--max_position_bias=0")
     assert meta["step"] == 4 and not meta["stopped"]
+
+
+@pytest.mark.e2e
+def test_every_key_of_metrics_jsonl_has_a_glossary_entry(task_and_ckpt, tmp_path):
+    """A reader who opens metrics.jsonl (or plot.py's figures) finds each key explained in
+    docs/metrics.md: every key that any mode writes, the oracle's and the evaluation's
+    included, is named there in backquotes."""
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "metrics.md"),
+               encoding="utf-8").read()
+    keys = set()
+    for mode in ("onpolicy", "raft", "offline"):
+        _, rows = run_selfjudge(task_and_ckpt, tmp_path / mode, f"--mode={mode}")
+        keys |= {k for r in rows for k in r}
+    assert {"judge_flips", "eval_win_rate_vs_ref", "oracle_winner_best"} <= keys
+    missing = sorted(k for k in keys if f"`{k}`" not in doc)
+    assert not missing, f"metrics.jsonl keys with no entry in docs/metrics.md: {missing}"
