@@ -300,11 +300,16 @@ def eval_loss(model, examples, device, batch_size=128, decision_weight=None):
     return loss
 
 
-def held_out_losses(model, ex, cfg, device):
-    """The held-out SFT and judge losses, as text ("n/a" for a part with no examples)."""
+def held_out_losses(model, ex, cfg, device, step=None):
+    """The held-out SFT and judge losses, as text ("n/a" for a part with no examples). At
+    a step of the SFT warm-up the judge has not been trained yet, and the text says so
+    (its loss there is large and means nothing)."""
     sft = eval_loss(model, ex["sft"][1], device)
     judge = eval_loss(model, ex["judge"][1], device, decision_weight=cfg.decision_weight)
-    return f"held-out sft loss {_fmt(sft)}, judge loss {_fmt(judge)}"
+    untrained = step is not None and step <= cfg.sft_warmup * cfg.max_steps
+    return (f"held-out sft loss {_fmt(sft)}, judge loss {_fmt(judge)}"
+            + (" (the judge is not trained yet: --sft_warmup's steps are demonstrations "
+               "alone)" if untrained else ""))
 
 
 def _fmt(x):  # a NaN prints as nan: "n/a" is for a part without examples only
@@ -331,7 +336,8 @@ def train(model, opt, tok, cfg, ex, start, device):
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr_at(step, cfg):.1e}")
         if cfg.eval_interval and (step + 1) % cfg.eval_interval == 0 and step + 1 < cfg.max_steps:
             if master:
-                tqdm.write(f"step {step + 1}: {held_out_losses(model, ex, cfg, device)}")
+                tqdm.write(f"step {step + 1}: "
+                           f"{held_out_losses(model, ex, cfg, device, step + 1)}")
             save(step + 1)
     save(cfg.max_steps)
     return ckpt_path

@@ -257,6 +257,16 @@ SOURCES = dict(onpolicy=onpolicy_pairs, raft=raft_winners, offpolicy=fixed_pairs
                offline=fixed_pairs)
 
 
+def what_it_uses(cfg):
+    """The settings a mode's training reads, for its first line: RAFT has no DPO loss,
+    offline DPO no judge."""
+    dpo = f"loss {cfg.loss}, beta {cfg.beta}"
+    return dict(onpolicy=f"{dpo}, judge {cfg.judge}", offpolicy=f"{dpo}, judge {cfg.judge}",
+                offline=f"{dpo}, no judge",
+                raft=f"SFT on the judge's pick of {cfg.raft_n} samples, judge {cfg.judge}",
+                )[cfg.mode]
+
+
 def pick(xs, n, g):
     return [xs[i] for i in torch.randint(len(xs), (n,), generator=g, device=g.device).tolist()]
 
@@ -404,7 +414,7 @@ def main(argv=None):
     if opt_state:
         opt.load_state_dict(opt_state)
     print(f"{cfg.mode} training from {cfg.init}: {sum(p.numel() for p in params) / 1e6:.2f}M "
-          f"trainable parameters, loss {cfg.loss}, beta {cfg.beta}, judge {cfg.judge}")
+          f"trainable parameters, {what_it_uses(cfg)}")
 
     # 2) prompts (responses must leave room for two of them in a judge prompt), the judge
     # checked before any step, the held-out evaluation, the fixed-pair modes' pool

@@ -288,3 +288,15 @@ def test_bench_peers_load_nanogpt_from_a_checkout_and_name_a_wrong_path(tmp_path
     assert name == "nanoGPT GPT"
     assert model.config.kw == dict(block_size=1024, vocab_size=50257, dropout=0.0, bias=True,
                                    n_layer=1, n_head=12, n_embd=768)
+
+
+def test_the_warm_ups_judge_loss_is_labelled_untrained(tmp_path, capsys):
+    """During --sft_warmup the judge is not trained, and its held-out loss (13.5 and 19.4
+    on a real run) looked like a broken run to a newcomer: those lines now say why, and
+    the lines after the warm-up say nothing extra."""
+    data = write_small_sort(tmp_path / "task")
+    flags = [f for f in TINY if not f.startswith("--eval_interval")]
+    jsft.main(["--data", data, "--out_dir", str(tmp_path / "out"), "--max_steps=4",
+               "--eval_interval=1", "--sft_warmup=0.5"] + flags)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("step ")]
+    assert [("not trained yet" in x) for x in lines] == [True, True, False], lines
