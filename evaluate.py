@@ -128,9 +128,9 @@ def describe_agreement(r):
         return (f"judge on the policy's own pairs: no pair to score (oracle ties "
                 f"{r['tie_rate']:.1%}, judge undecided {r['undecided']:.1%})")
     return (f"judge on the policy's own pairs: agrees with the oracle on {r['agreement']:.1%} "
-            f"of {r['decided']} pairs it can tell apart (one order only: "
+            f"of the {r['decided']} pairs the oracle tells apart (one order only: "
             f"{r['agreement_one_order']:.1%}); oracle ties {r['tie_rate']:.1%}; "
-            f"position flips on those pairs {r['position_flip']:.1%}"
+            f"decisions that follow the position on those pairs {r['position_flip']:.1%}"
             + (f"; on the {r['confident_share']:.0%} judged with confidence |2p-1| >= 0.5 "
                f"it agrees on {r['agreement_confident']:.1%}" if r.get("confident_share")
                else "")
@@ -289,7 +289,7 @@ def verdict(r):
     else:
         agree = None
     if agree is not None:
-        seen = f"{agree:.1%} agreement on {on}, position flips {flips:.1%}"
+        seen = f"{agree:.1%} agreement on {on}, decisions by position {flips:.1%}"
         if near_chance(agree, flips):
             lines.append(f"verdict: the judge is NEAR CHANCE ({seen}). Self-training on its "
                          "judgments would learn from coin flips, and its confidence filter "
@@ -616,7 +616,7 @@ def main(argv=None):
     h = heldout_judgment(model, tok, task)
     if h:
         print(f"agreement with the task's labels on {h['label_pairs']} held-out pairs: "
-              f"{h['label_agreement']:.1%}; position flips {h['label_flips']:.1%}"
+              f"{h['label_agreement']:.1%}; decisions by position {h['label_flips']:.1%}"
               + (f" ({h['label_unread']} more too long to judge)" if h["label_unread"] else ""))
     if task.oracle is not None:
         r = onpolicy_agreement(model, tok, prompts, task.oracle, g, cfg.temperature,

@@ -244,11 +244,11 @@ def figures(cfg):
                              COLORS[0], dash=True))
     why = (seeds_and_mean(roots, "overopt", "oracle_agree_kept", "aggressive: judge right",
                           COLORS[1], cfg.smooth)
-           + seeds_and_mean(roots, "overopt", "judge_flips", "aggressive: position flips",
+           + seeds_and_mean(roots, "overopt", "judge_flips", "aggressive: by position",
                             COLORS[1], cfg.smooth, dash=True)
            + seeds_and_mean(roots, "overopt_guard", "oracle_agree_kept", "defaults: judge right",
                             COLORS[0], cfg.smooth)
-           + seeds_and_mean(roots, "overopt_guard", "judge_flips", "defaults: position flips",
+           + seeds_and_mean(roots, "overopt_guard", "judge_flips", "defaults: by position",
                             COLORS[0], cfg.smooth, dash=True))
     if why:
         out[f"{cfg.task}_overopt_judge.svg"] = line_chart(

@@ -247,7 +247,7 @@ def test_verdict_says_plainly_when_the_judge_is_near_chance_weak_or_ready():
     """A judge at chance used to end JSFT with numbers only, and stage 2 then trained on
     nothing. The verdict names the state and what to try."""
     own = lambda agree, flips: dict(decided=300, agreement=agree, position_flip=flips)  # noqa
-    assert "NEAR CHANCE (58.7% agreement on the policy's own pairs, position flips 58.7%)" \
+    assert "NEAR CHANCE (58.7% agreement on the policy's own pairs, decisions by position 58.7%)" \
         in evaluate.verdict(own(0.587, 0.587))[0]
     assert "NEAR CHANCE" in evaluate.verdict(own(0.9, 0.44))[0]   # follows the position
     assert "WEAK (73.0% agreement" in evaluate.verdict(own(0.73, 0.08))[0]
