@@ -290,6 +290,7 @@ def test_bench_peers_load_nanogpt_from_a_checkout_and_name_a_wrong_path(tmp_path
                                    n_layer=1, n_head=12, n_embd=768)
 
 
+@pytest.mark.e2e
 def test_the_warm_ups_judge_loss_is_labelled_untrained(tmp_path, capsys):
     """During --sft_warmup the judge is not trained, and its held-out loss (13.5 and 19.4
     on a real run) looked like a broken run to a newcomer: those lines now say why, and
