@@ -466,7 +466,7 @@ def tally_step(tally, examples, judged):
     """Count one step into a run's tally (a Counter): steps that updated the policy,
     examples trained on, pairs judged, make_pairs' reasons for skipping, and `idle`, the
     steps in a row without an example; on the IDLE_WARNING-th in a row, say why."""
-    tally.update(updated=bool(examples), examples=len(examples))
+    tally.update(updated=int(bool(examples)), examples=len(examples))
     if judged is not None and "skipped" in judged:
         tally.update(judged=len(judged["prompts"]), **judged["skipped"])
     tally["idle"] = 0 if examples else tally["idle"] + 1

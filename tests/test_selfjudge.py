@@ -705,3 +705,11 @@ def test_every_key_of_metrics_jsonl_has_a_glossary_entry(task_and_ckpt, tmp_path
     assert {"judge_flips", "eval_win_rate_vs_ref", "oracle_winner_best"} <= keys
     missing = sorted(k for k in keys if f"`{k}`" not in doc)
     assert not missing, f"metrics.jsonl keys with no entry in docs/metrics.md: {missing}"
+
+
+@pytest.mark.e2e
+def test_a_one_step_run_counts_its_update_as_a_number(task_and_ckpt, tmp_path, capsys):
+    """The tally added bool(examples) to a Counter, so after one step its count was True
+    and a one-step run printed "True of 1 steps updated the policy"."""
+    run_selfjudge(task_and_ckpt, tmp_path, "--max_steps=1", "--eval_interval=0")
+    assert "; 1 of 1 steps updated the policy" in capsys.readouterr().out
