@@ -94,7 +94,6 @@ class KVCache:
         self.lengths = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.positions = torch.arange(max_len, device=device)  # (S,) each key's position
         self.rows = torch.arange(batch_size, device=device)[:, None]  # (B, 1)
-        self.max_len = max_len
 
     @classmethod
     def for_prompts(cls, model, prompts, max_new_tokens):
