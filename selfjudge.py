@@ -387,13 +387,14 @@ def train(run, oracle, evaluate, log, start):
             stats.update(evaluate(step + 1))
         log(stats)
         bias = judge_blind(recent, stats, cfg.max_position_bias)
-        if bias is not None:
+        stop = bias is not None
+        if stop:
             tally["stopped"] = (step + 1, bias)
-        if (step + 1) % cfg.ckpt_interval == 0 or step + 1 == cfg.max_steps or bias:
+        if (step + 1) % cfg.ckpt_interval == 0 or step + 1 == cfg.max_steps or stop:
             save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), run.policy, run.tok,
                             dict(step=step + 1, flags=dict(cfg), stage="selfjudge",
-                                 stopped=bias is not None), run.opt)
-        if bias is not None:
+                                 stopped=stop), run.opt)
+        if stop:
             break
     return tally
 
