@@ -31,7 +31,7 @@ from dataclasses import asdict
 import torch
 
 from data.task import prompt_start
-from model import GPT, GPTConfig, IGNORE_INDEX
+from model import GPT, GPTConfig
 
 
 # -----------------------------------------------------------------------------
@@ -240,22 +240,6 @@ def ddp_done():
     """Leave the process group, if this process joined one."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
-
-
-def count_examples(parts):
-    """The examples of a batch's parts that carry a loss (as jsft.example_loss counts them)."""
-    return sum(any(t != IGNORE_INDEX for t in y[1:]) for examples, _ in parts
-               for _, y in examples)
-
-
-def ddp_share(parts, rank, world):
-    """A rank's share of a batch: every world-th example, counted across the parts, so
-    shares differ by one example at most and each part keeps its decision weight."""
-    out, i = [], 0
-    for examples, w in parts:
-        out.append(([x for j, x in enumerate(examples, i) if j % world == rank], w))
-        i += len(examples)
-    return out
 
 
 # -----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from data.task import (fully_right_rate, load_task, mean_score, n_held_out, toke
                        win_rate)
 from judge import (fit_prompts, judge_by_principles, judge_orders, position_flips,
                    swap_average, task_principles, tournament)
-from sample import response_logps, rows_per_chunk, sample_responses
+from sample import batched_logps, sample_responses
 
 # -----------------------------------------------------------------------------
 # settings (override with --name=value)
@@ -357,16 +357,6 @@ def heldout_logps(tok, task, ref, block_size, device):
     queries = [x["query"] for x in pairs] * 2
     responses = [x["chosen"]["ids"] for x in pairs] + [x["rejected"]["ids"] for x in pairs]
     return queries, responses, batched_logps(ref, queries, responses, device)
-
-
-@torch.no_grad()
-def batched_logps(model, queries, responses, device, batch_size=128):
-    """Summed response log-probabilities, a chunk at a time (no gradient), each chunk at
-    most batch_size rows and within sample.LOGITS_BUDGET."""
-    n = rows_per_chunk(max(len(q) + len(r) for q, r in zip(queries, responses)),
-                       model.config.vocab_size, batch_size)
-    return torch.cat([response_logps(model, queries[i:i + n], responses[i:i + n],
-                                     device)[0].float() for i in range(0, len(queries), n)])
 
 
 @torch.no_grad()

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (autocast, check_out_dir, check_vocab, count_examples, ddp_done, ddp_init,
-                    ddp_rank_world, ddp_share, ddp_wrap, load_checkpoint, out_dir_ready,
+from common import (autocast, check_out_dir, check_vocab, ddp_done, ddp_init, ddp_rank_world,
+                    ddp_wrap, load_checkpoint, out_dir_ready,
                     parse_flags, resume_from, save_checkpoint, stop_if_diverged)
 from data.chat import add_chat_tokens, encode_query, encode_response, load_tokenizer
 from data.task import DataError, fitting, load_task, n_held_out, train_tokenizer
@@ -220,6 +220,22 @@ def draw_batch(cfg, step, micro, judge_pairs, sft):
     else:
         judge = [pair[i % 2] for i, pair in enumerate(pick(judge_pairs, 2 * n_pairs))]
     return [(judge, cfg.decision_weight), (pick(sft, cfg.batch_size - len(judge)), None)]
+
+
+def count_examples(parts):
+    """The examples of a batch's parts that carry a loss (as example_loss counts them)."""
+    return sum(any(t != IGNORE_INDEX for t in y[1:]) for examples, _ in parts
+               for _, y in examples)
+
+
+def ddp_share(parts, rank, world):
+    """A rank's share of a batch: every world-th example, counted across the parts, so
+    shares differ by one example at most and each part keeps its decision weight."""
+    out, i = [], 0
+    for examples, w in parts:
+        out.append(([x for j, x in enumerate(examples, i) if j % world == rank], w))
+        i += len(examples)
+    return out
 
 
 # -----------------------------------------------------------------------------

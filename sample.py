@@ -269,6 +269,16 @@ def response_logps(model, queries, responses, device):
     # --- end exercise ---
 
 
+@torch.no_grad()
+def batched_logps(model, queries, responses, device, batch_size=128):
+    """Summed response log-probabilities, a chunk at a time (no gradient), each chunk at
+    most batch_size rows and within LOGITS_BUDGET: what measurement scores with."""
+    n = rows_per_chunk(max(len(q) + len(r) for q, r in zip(queries, responses)),
+                       model.config.vocab_size, batch_size)
+    return torch.cat([response_logps(model, queries[i:i + n], responses[i:i + n],
+                                     device)[0].float() for i in range(0, len(queries), n)])
+
+
 def main(argv=None):
     cfg = parse_flags(defaults, argv, __file__, limits)
     device = get_device(cfg.device)

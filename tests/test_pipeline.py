@@ -304,6 +304,6 @@ def test_no_gradient_passes_hold_at_most_a_gigabyte_of_logits(monkeypatch):
     model = make_tiny()
     queries = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]] * 3
     responses = [[11, 12], [13], [14, 15, 16], [17, 18]] * 3
-    whole = evaluate.batched_logps(model, queries, responses, "cpu")
+    whole = sample.batched_logps(model, queries, responses, "cpu")
     monkeypatch.setattr(sample, "LOGITS_BUDGET", 2 * 7 * model.config.vocab_size)  # 2 rows
-    torch.testing.assert_close(evaluate.batched_logps(model, queries, responses, "cpu"), whole)
+    torch.testing.assert_close(sample.batched_logps(model, queries, responses, "cpu"), whole)
