@@ -20,10 +20,10 @@ import torch
 from tqdm import tqdm
 
 from common import get_device, load_checkpoint, parse_flags
-from data.task import (fully_right_rate, load_task, mean_score, n_held_out, tokenized_pairs,
-                       win_rate)
-from judge import (fit_prompts, judge_by_principles, judge_orders, position_flips,
-                   swap_average, task_principles, tournament)
+from data.task import fully_right_rate, load_task, mean_score, tokenized_pairs, win_rate
+from judge import (fit_prompts, held_out_pairs, heldout_judgment, judge_by_principles,
+                   judge_orders, position_flips, rate, swap_average, task_principles,
+                   tournament)
 from sample import batched_logps, sample_responses
 
 # -----------------------------------------------------------------------------
@@ -50,23 +50,16 @@ limits = dict(n_prompts="[1, inf)", pairs_per_prompt="[1, inf)", best_of="[0, in
               report_samples="[1, inf)", temperature="[0, inf)", max_new_tokens="[1, inf)")
 
 
-def rate(flags, among):
-    """The share of `among` (bool (N,)) where flags holds; nan when among is empty."""
-    return flags[among].float().mean().item() if among.any() else float("nan")
-
-
 # -----------------------------------------------------------------------------
 # the judge against the oracle, on the policy's own samples
 
 def own_pairs(model, tok, prompts, oracle, pairs_per_prompt, generator=None, temperature=1.0,
-              max_new_tokens=48, principles=(None,)):
+              max_new_tokens=48):
     """2k samples per prompt from the model, in k disjoint pairs, with oracle scores: a
     list of (prompt, a, b, score a, score b, best score among the prompt's 2k samples).
-    Prompts too long to judge two responses are dropped (judge.fit_prompts)."""
+    prompts: each with room for two responses of max_new_tokens (judge.fit_prompts)."""
     k = pairs_per_prompt
-    prompts, n_new = fit_prompts(tok, prompts, model.config.block_size, max_new_tokens,
-                                 principles, "held-out prompts")
-    samples = sample_responses(model, tok, prompts, 2 * k, n_new, temperature,
+    samples = sample_responses(model, tok, prompts, 2 * k, max_new_tokens, temperature,
                                generator=generator)
     rows = []
     for c, row in zip(prompts, samples):
@@ -115,7 +108,7 @@ def onpolicy_agreement(model, tok, prompts, oracle, generator=None, temperature=
         raise ValueError(f"pairs_per_prompt={pairs_per_prompt}: judge at least one pair "
                          "per prompt")
     rows = own_pairs(model, tok, prompts, oracle, pairs_per_prompt, generator, temperature,
-                     max_new_tokens, (principle,))
+                     max_new_tokens)
     c, a, b, sa, sb, best = (list(x) for x in zip(*rows))
     ab, ba = judge_orders(model, tok, c, a, b, principle)
     return agreement_metrics(ab, ba, torch.tensor(sa), torch.tensor(sb), torch.tensor(best),
@@ -140,28 +133,6 @@ def describe_agreement(r):
             + (f"; judge undecided {r['undecided']:.1%}" if r["undecided"] else ""))
 
 
-def heldout_judgment(model, tok, task):
-    """The judge on the held-out labelled pairs, no oracle needed: how often it prefers
-    the labelled chosen response (the labels are noisy: this tops out below 100%), and how
-    often its decision follows the position instead of the responses, on the pairs it
-    could read (a pair too long for its context is undecided, exactly 0.5: left out)."""
-    rows = held_out_pairs(task)
-    if not rows:
-        return {}
-    ab, ba = judge_orders(model, tok, [r["prompt"] for r in rows], [r["chosen"] for r in rows],
-                          [r["rejected"] for r in rows], [r.get("principle") for r in rows])
-    p = swap_average(ab, ba)
-    read = p != 0.5
-    return dict(label_agreement=rate(p > 0.5, read),
-                label_flips=rate(position_flips(ab, ba), read), label_pairs=int(read.sum()),
-                label_unread=len(rows) - int(read.sum()))
-
-
-def held_out_pairs(task):
-    """The held-out tail of pairs.jsonl: jsft.py never trains on it."""
-    return task.pairs[len(task.pairs) - n_held_out(len(task.pairs)):] if task.pairs else []
-
-
 # -----------------------------------------------------------------------------
 # self-rejection: best-of-N by tournament, as N grows
 
@@ -172,11 +143,9 @@ def best_of_n(model, tok, prompts, oracle, max_n=16, generator=None, temperature
     scores, random scores)}, one score per prompt each: the best is the oracle's own pick
     of the N, the most any judge could reach with those samples; the random one is the
     mean of the N, what a pick by coin would score on average. A knockout of N makes N - 1
-    judgments per prompt, each read in both orders. Prompts too long to judge two
-    responses are dropped (judge.fit_prompts)."""
-    prompts, n_new = fit_prompts(tok, prompts, model.config.block_size, max_new_tokens,
-                                 principles, "held-out prompts")
-    samples = sample_responses(model, tok, prompts, max_n, n_new, temperature,
+    judgments per prompt, each read in both orders. prompts: each with room for two
+    responses of max_new_tokens (judge.fit_prompts)."""
+    samples = sample_responses(model, tok, prompts, max_n, max_new_tokens, temperature,
                                generator=generator)
     texts = [[s["text"] for s in row] for row in samples]
     scores = [[oracle(c, t) for t in row] for c, row in zip(prompts, texts)]
@@ -218,129 +187,25 @@ def describe_best_of(table):
 # -----------------------------------------------------------------------------
 # what the stages report
 
-def policy_report(model, tok, task, prompts, seed, judge=True):
-    """jsft.py's last words: the oracle's view of the trained model (its samples' mean
-    score and fully-right rate at temperature 1) and, with judge, the judge's agreement
-    with the oracle on the model's own pairs."""
+def policy_report(model, tok, task, prompts, seed, max_new_tokens=48, judge=True):
+    """What jsft.py's last lines rest on: the oracle's view of the trained model (its
+    samples' mean score and fully-right rate at temperature 1) and, with judge, the judge's
+    agreement with the oracle on the model's own pairs. prompts: each with room for two
+    responses of max_new_tokens (judge.fit_prompts)."""
     oracle = task.get_oracle()
     if oracle is None or not prompts:
         return {}
     device = next(model.parameters()).device
     model.eval()
     g = torch.Generator(device=device).manual_seed(seed)
-    samples = [s[0]["text"] for s in sample_responses(model, tok, prompts, 1, generator=g)]
+    samples = [s[0]["text"] for s in sample_responses(model, tok, prompts, 1, max_new_tokens,
+                                                      generator=g)]
     out = dict(oracle_score=mean_score(oracle, prompts, samples),
                fully_right=fully_right_rate(oracle, prompts, samples))
     if judge:
-        out.update(onpolicy_agreement(model, tok, prompts, oracle, g,
-                                      principle=task_principles(task)[0]))
+        out.update(onpolicy_agreement(model, tok, prompts, oracle, g, 1.0, max_new_tokens,
+                                      task_principles(task)[0]))
     return out
-
-
-# what jsft.py's verdict on its judge rests on: agreement below CHANCE, or decisions that
-# follow the position on more than CHANCE_FLIPS of the pairs, are little better than a
-# coin (selfjudge.py refuses such a judge); TRUSTED and FLIPS are the targets to meet
-CHANCE, CHANCE_FLIPS, TRUSTED, FLIPS = 0.65, 0.35, 0.85, 0.10
-
-
-def near_chance(agreement, flips):
-    return agreement < CHANCE or flips > CHANCE_FLIPS
-
-
-def describe_labels(h):
-    """heldout_judgment's label metrics, in words: what selfjudge.py's gate looks at."""
-    return (f"on the {h['label_pairs']} held-out labelled pairs it agrees with the labels on "
-            f"{h['label_agreement']:.1%} and its decisions follow the position on "
-            f"{h['label_flips']:.1%}")
-
-
-def gate_failure(h):
-    """Why selfjudge.py refuses a judge."""
-    return (f"{describe_labels(h)}, where self-training needs at least {CHANCE:.0%} and at "
-            f"most {CHANCE_FLIPS:.0%}")
-
-
-def check_judge(judge_ctx, tok, task, allow_weak=False):
-    """selfjudge.py's gate, before any training: the judge (judge_ctx() yields it) on the
-    held-out labelled pairs, no oracle needed. A judge near chance there is refused, since
-    training on its judgments does harm (one at 72% agreement, 39% of its decisions
-    following the position, took the sort policy from 0.76 to 0.60 in 300 steps;
-    RESULTS.md, the over-optimisation lesson)."""
-    with judge_ctx() as j:
-        h = heldout_judgment(j, tok, task)
-    if not h or not h["label_pairs"]:
-        return
-    print(f"judge: {describe_labels(h)}")
-    if near_chance(h["label_agreement"], h["label_flips"]) and not allow_weak:
-        raise ValueError(f"the judge is too weak to self-train on: {gate_failure(h)}; "
-                         "training on its judgments would do harm. Train it further "
-                         "(jsft.py's last lines say how it stands), or pass "
-                         "--allow_weak_judge to see what happens")
-
-
-def verdict(r):
-    """jsft.py's last lines, from policy_report and heldout_judgment: can stage 2 trust
-    this judge, and did the policy learn the task? Plain words and what to try."""
-    lines = []
-    if r.get("decided"):
-        agree, flips, on = r["agreement"], r["position_flip"], "the policy's own pairs"
-    elif "label_agreement" in r:
-        agree, flips, on = r["label_agreement"], r["label_flips"], "the held-out labelled pairs"
-    else:
-        agree = None
-    if agree is not None:
-        seen = f"{agree:.1%} agreement on {on}, decisions by position {flips:.1%}"
-        if near_chance(agree, flips):
-            lines.append(f"verdict: the judge is NEAR CHANCE ({seen}). Self-training on its "
-                         "judgments would learn from coin flips, and its confidence filter "
-                         "may keep no pair at all. Try more steps (--max_steps), a larger "
-                         "model, or check that pairs.jsonl's labels say what you mean.")
-        elif agree < TRUSTED or flips > FLIPS:
-            lines.append(f"verdict: the judge is WEAK ({seen}; targets {TRUSTED:.0%} and "
-                         f"{FLIPS:.0%}). Self-training keeps only its confident judgments; "
-                         "expect a small gain, and watch the oracle score and "
-                         "heldout_pref_acc for over-optimisation. More steps help most.")
-        else:
-            lines.append(f"verdict: the judge is ready for self-training ({seen}).")
-    if "label_agreement" in r and near_chance(r["label_agreement"], r["label_flips"]):
-        lines.append(f"verdict: selfjudge.py will refuse this judge: {gate_failure(r)}. "
-                     "Train it further (--max_steps), or pass --allow_weak_judge to "
-                     "selfjudge.py to see what happens.")
-    if r.get("oracle_score") is not None and r["oracle_score"] < 0.25:
-        lines.append(f"verdict: the policy has learned little of the task (oracle score "
-                     f"{r['oracle_score']:.3f}, fully right {r['fully_right']:.1%}); "
-                     "self-training refines a policy, it does not teach one: train longer.")
-    return lines
-
-
-def readiness_prompts(tok, task, block_size, n, skip=False):
-    """The held-out prompts (test.jsonl, else prompts.jsonl; the first n) that readiness
-    samples and judges, each leaving room for two responses in a judge prompt; none for
-    a task without an oracle."""
-    if task.oracle is None:
-        return []
-    return fit_prompts(tok, (task.test or task.prompts or [])[:n], block_size,
-                       defaults["max_new_tokens"], task_principles(task), "held-out prompts",
-                       skip)[0]
-
-
-def readiness(model, tok, task, prompts, seed, judge=True):
-    """jsft.py's last lines, printed and returned: what stage 2 relies on, a policy below
-    the ceiling (policy_report) and a judge that agrees, on its own pairs and on the
-    held-out labelled pairs (heldout_judgment); then the verdict."""
-    r = policy_report(model, tok, task, prompts, seed, judge)
-    if r:
-        print(f"policy on {len(prompts)} held-out prompts (temperature 1): oracle score "
-              f"{r['oracle_score']:.3f}, fully right {r['fully_right']:.1%}")
-    if "agreement" in r:
-        print(describe_agreement(r))
-    if judge:
-        r.update(heldout_judgment(model, tok, task))
-        if "label_agreement" in r:
-            print(f"judge: {describe_labels(r)}")
-    for line in verdict(r):
-        print(line)
-    return r
 
 
 # -----------------------------------------------------------------------------
@@ -360,19 +225,19 @@ def heldout_logps(tok, task, ref, block_size, device):
 
 
 @torch.no_grad()
-def eval_policy(policy, tok, prompts, oracle, ref_texts, seed, judge_ctx, max_new_tokens,
+def eval_policy(policy, tok, prompts, oracle, ref_texts, seed, as_judge, max_new_tokens,
                 principles=(None,), held_out=None):
     """selfjudge.py's evaluation: the oracle score of the policy's samples on held-out
     prompts, and two signals that need no oracle: how much the judge prefers them over the
     reference's, and, given held_out (from heldout_logps), how often the policy's implicit
     reward ranks the labelled chosen response of a held-out pair above the rejected one
     (ties count half; 0.5 at step 0, where the policy is the reference). The policy
-    samples as it is (adapters on); judge_ctx() yields the judge."""
+    samples as it is (adapters on); `with as_judge() as j` yields the judge."""
     policy.eval()
     g = torch.Generator(device=next(policy.parameters()).device).manual_seed(seed)
     texts = [s[0]["text"] for s in sample_responses(policy, tok, prompts, 1, max_new_tokens,
                                                     generator=g)]
-    with judge_ctx() as judge_model:
+    with as_judge() as judge_model:
         pref = judge_by_principles(judge_model, tok, prompts, texts, ref_texts,
                                    principles)[0].mean().item()
     out = dict(judge_pref=pref, mean_len=sum(len(t.split()) for t in texts) / len(texts))
@@ -390,111 +255,66 @@ def eval_policy(policy, tok, prompts, oracle, ref_texts, seed, judge_ctx, max_ne
     return out
 
 
-def policy_evaluator(policy, tok, task, prompts, reference, judge_ctx, max_new_tokens,
+def policy_evaluator(policy, tok, task, prompts, as_reference, as_judge, max_new_tokens,
                      principles, seed, generator):
     """eval_policy made ready once: the reference's answer to each held-out prompt (drawn
     with generator) and its log-probabilities of the held-out pairs. Returns a function
     step -> eval_policy's numbers for the policy as it is then, printed, and named as
     metrics.jsonl's eval_ fields."""
-    with reference() as r:
+    with as_reference() as r:
         held_out = heldout_logps(tok, task, r, policy.config.block_size,
                                  next(policy.parameters()).device)
         ref_texts = [s[0]["text"] for s in sample_responses(r, tok, prompts, 1, max_new_tokens,
                                                             generator=generator)]
 
-    def evaluate(step):
-        e = eval_policy(policy, tok, prompts, task.oracle, ref_texts, seed + 1, judge_ctx,
+    def measure(step):
+        e = eval_policy(policy, tok, prompts, task.oracle, ref_texts, seed + 1, as_judge,
                         max_new_tokens, principles, held_out)
         tqdm.write(f"step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in e.items()))
         return {"eval_" + k: v for k, v in e.items()}
-    return evaluate
+    return measure
 
 
 # -----------------------------------------------------------------------------
-# every self-training step: what the judge saw and kept, and (with an oracle) whether
-# it was right. judged: what a pair source returns beside its examples (selfjudge.py)
+# the oracle's view of each self-training step, for evaluation only: selfjudge.py's pair
+# sources hand these what the judge saw, and the oracle's answers go to metrics.jsonl
 
-def step_stats(examples, judged):
-    """Oracle-free counts of one step: pairs (or raft winners) trained on, and when the
-    step judged fresh samples: the share kept by the filters, identical pairs, the judge's
-    mean confidence |2p-1|, its position flips on the pairs that differ, response length
-    in tokens."""
-    out = dict(pairs=len(examples))
+def score_samples(oracle, prompts, samples):
+    """(N,) the oracle's score of each sample dict's text for its prompt."""
+    return torch.tensor([oracle(c, x["text"]) for c, x in zip(prompts, samples)])
+
+
+def kept_diagnostics(oracle, examples):
+    """The examples a step trains on: how often the chosen response is perfect
+    (oracle_chosen_perfect) and, for pairs, how often the oracle scores it above the
+    rejected one, on the pairs it tells apart (oracle_agree_kept)."""
     if not examples:
-        out["skipped"] = True
-    if judged is None:
-        return out
-    n = len(judged["prompts"])
-    out["kept"] = len(examples) / n
-    if "p" in judged:  # a pair per prompt (on-policy)
-        a, b, p = judged["a"], judged["b"], judged["p"]
-        differ = torch.tensor([x["ids"] != y["ids"] for x, y in zip(a, b)])
-        out.update(identical=judged["skipped"]["identical"] / n,
-                   judge_conf=(2 * (p - 0.5).abs()).mean().item(),
-                   judge_flips=rate(judged["flipped"], differ),
-                   resp_len=sum(len(x["ids"]) for x in a + b) / (2 * n))
-    else:  # candidates per prompt (raft)
-        ids = [x["ids"] for c in judged["candidates"] for x in c]
-        out["resp_len"] = sum(len(x) for x in ids) / len(ids)
+        return {}
+    prompts = [x["prompt"] for x in examples]
+    sc = score_samples(oracle, prompts, [x["chosen"] for x in examples])
+    out = dict(oracle_chosen_perfect=(sc >= 1.0).float().mean().item())
+    if "rejected" in examples[0]:
+        sr = score_samples(oracle, prompts, [x["rejected"] for x in examples])
+        out["oracle_agree_kept"] = rate(sc > sr, sc != sr)
     return out
 
 
-def idle_reason(tally):
-    """Why no pair was left to train on, from make_pairs' counts summed over the steps."""
-    n = tally["judged"]
-    if not n:
-        return "every winner was cut off at --max_new_tokens (--cutoff=drop)"
-    return (f"of {n} pairs judged, {tally['undecided'] / n:.0%} were undecided (p = 0.5 or "
-            f"|2p-1| < --min_confidence), {tally['identical'] / n:.0%} identical and "
-            f"{tally['cut_off'] / n:.0%} cut off at --max_new_tokens")
+def judged_diagnostics(oracle, prompts, a, b, p):
+    """An on-policy step's judgments p = P(a better) (N,) of every pair of samples a, b:
+    the judge's agreement with the oracle on the pairs both decide (oracle_agree_all),
+    and the oracle's ties among the pairs that differ (oracle_ties)."""
+    sa, sb = score_samples(oracle, prompts, a), score_samples(oracle, prompts, b)
+    differ = torch.tensor([x["ids"] != y["ids"] for x, y in zip(a, b)])
+    return dict(oracle_agree_all=rate((p > 0.5) == (sa > sb), (sa != sb) & (p != 0.5)),
+                oracle_ties=rate(sa == sb, differ))
 
 
-IDLE_WARNING = 10  # steps in a row without a pair to train on before saying why
-
-
-def tally_step(tally, examples, judged):
-    """Count one step into a run's tally (a Counter): steps that updated the policy,
-    examples trained on, pairs judged, make_pairs' reasons for skipping, and `idle`, the
-    steps in a row without an example; on the IDLE_WARNING-th in a row, say why."""
-    tally.update(updated=int(bool(examples)), examples=len(examples))
-    if judged is not None and "skipped" in judged:
-        tally.update(judged=len(judged["prompts"]), **judged["skipped"])
-    tally["idle"] = 0 if examples else tally["idle"] + 1
-    if tally["idle"] == IDLE_WARNING:
-        tqdm.write(f"warning: {IDLE_WARNING} steps in a row without a pair to train on: "
-                   + idle_reason(tally))
-
-
-def step_diagnostics(oracle, examples, judged):
-    """The oracle's view of one step, for evaluation only: how often the examples trained
-    on have a chosen response the oracle scores above the rejected (oracle_agree_kept, on
-    the pairs it tells apart) and a perfect chosen response (oracle_chosen_perfect); when
-    the step judged fresh pairs, the judge's agreement on all of them (oracle_agree_all)
-    and the oracle's ties (oracle_ties); for raft, how often the winner is the oracle's own
-    pick of the prompt's samples (oracle_winner_best)."""
-    def score(prompt, sample):
-        return oracle(prompt, sample["text"])
-    out = {}
-    if examples:
-        sc = torch.tensor([score(x["prompt"], x["chosen"]) for x in examples])
-        out["oracle_chosen_perfect"] = (sc >= 1.0).float().mean().item()
-        if "rejected" in examples[0]:
-            sr = torch.tensor([score(x["prompt"], x["rejected"]) for x in examples])
-            out["oracle_agree_kept"] = rate(sc > sr, sc != sr)
-    if judged is not None and "p" in judged:
-        sa = torch.tensor([score(c, x) for c, x in zip(judged["prompts"], judged["a"])])
-        sb = torch.tensor([score(c, x) for c, x in zip(judged["prompts"], judged["b"])])
-        differ = torch.tensor([x["ids"] != y["ids"] for x, y in zip(judged["a"], judged["b"])])
-        p = judged["p"]
-        out["oracle_agree_all"] = rate((p > 0.5) == (sa > sb), (sa != sb) & (p != 0.5))
-        out["oracle_ties"] = rate(sa == sb, differ)
-    elif judged is not None:  # raft: was the winner the oracle's best?
-        best = [max(score(c, x) for x in cands) for c, cands in
-                zip(judged["prompts"], judged["candidates"])]
-        won = [score(c, cands[w]) for c, cands, w in
-               zip(judged["prompts"], judged["candidates"], judged["winners"])]
-        out["oracle_winner_best"] = sum(w == b for w, b in zip(won, best)) / len(best)
-    return out
+def winner_diagnostics(oracle, prompts, candidates, winners):
+    """A raft step's tournaments: how often the winner is the oracle's own pick of the
+    prompt's samples (oracle_winner_best; a tie with the best counts)."""
+    scores = [[oracle(c, x["text"]) for x in cands] for c, cands in zip(prompts, candidates)]
+    return dict(oracle_winner_best=sum(sc[w] == max(sc) for sc, w in zip(scores, winners))
+                / len(scores))
 
 
 # -----------------------------------------------------------------------------
@@ -581,16 +401,16 @@ def main(argv=None):
     model.eval()
     task = load_task(cfg.data, cfg.skip_bad_lines)
     g = torch.Generator(device=device).manual_seed(cfg.seed)
-    prompts, _ = fit_prompts(tok, task.require("test")[:cfg.n_prompts], model.config.block_size,
-                             cfg.max_new_tokens, task_principles(task), "held-out prompts",
-                             cfg.skip_bad_lines)
+    prompts, n_new = fit_prompts(tok, task.require("test")[:cfg.n_prompts],
+                                 model.config.block_size, cfg.max_new_tokens,
+                                 task_principles(task), "held-out prompts", cfg.skip_bad_lines)
     if task.oracle is None:
         print(f"no oracle.py in {cfg.data}: oracle metrics skipped")
     if cfg.best_of:
         if task.oracle is None:
             sys.exit("error: --best_of needs the task's oracle.py to score the winners")
         table = best_of_n(model, tok, prompts, task.oracle, cfg.best_of, g, cfg.temperature,
-                          cfg.max_new_tokens, task_principles(task))
+                          n_new, task_principles(task))
         print(f"self-rejection on {len(table[1][0])} held-out prompts, N samples each: the "
               "oracle's mean score of the tournament winner, its change from the previous N "
               "(+- a paired standard error), of a random pick among the N, and of the "
@@ -609,9 +429,8 @@ def main(argv=None):
               f"{h['label_agreement']:.1%}; decisions by position {h['label_flips']:.1%}"
               + (f" ({h['label_unread']} more too long to judge)" if h["label_unread"] else ""))
     if task.oracle is not None:
-        r = onpolicy_agreement(model, tok, prompts, task.oracle, g, cfg.temperature,
-                               cfg.max_new_tokens, task_principles(task)[0],
-                               cfg.pairs_per_prompt)
+        r = onpolicy_agreement(model, tok, prompts, task.oracle, g, cfg.temperature, n_new,
+                               task_principles(task)[0], cfg.pairs_per_prompt)
         print(f"{len(prompts)} held-out prompts, {cfg.pairs_per_prompt} pairs of samples each; "
               + describe_agreement(r))
 

@@ -28,8 +28,9 @@ from common import (autocast, check_out_dir, check_vocab, ddp_done, ddp_init, dd
                     parse_flags, resume_from, save_checkpoint, stop_if_diverged)
 from data.chat import add_chat_tokens, encode_query, encode_response, load_tokenizer
 from data.task import DataError, fitting, load_task, n_held_out, train_tokenizer
-from evaluate import readiness, readiness_prompts
-from judge import DECISIONS, decision_ids, judge_query
+from evaluate import describe_agreement, policy_report
+from judge import (DECISIONS, FLIPS, TRUSTED, decision_ids, describe_labels, fit_prompts,
+                   gate_failure, heldout_judgment, judge_query, near_chance, task_principles)
 from model import GPT, GPTConfig, IGNORE_INDEX
 from sample import pad_right, rows_per_chunk
 
@@ -357,6 +358,76 @@ def train(model, opt, tok, cfg, ex, start, device):
             save(step + 1)
     save(cfg.max_steps)
     return ckpt_path
+
+
+# -----------------------------------------------------------------------------
+# the last lines: what stage 2 relies on, in plain words
+
+REPORT_NEW_TOKENS = 48  # response length of the report's samples (evaluate.py's default)
+
+
+def verdict(r):
+    """The last lines, from policy_report and heldout_judgment: can stage 2 trust this
+    judge, and did the policy learn the task? Plain words and what to try."""
+    lines = []
+    if r.get("decided"):
+        agree, flips, on = r["agreement"], r["position_flip"], "the policy's own pairs"
+    elif "label_agreement" in r:
+        agree, flips, on = r["label_agreement"], r["label_flips"], "the held-out labelled pairs"
+    else:
+        agree = None
+    if agree is not None:
+        seen = f"{agree:.1%} agreement on {on}, decisions by position {flips:.1%}"
+        if near_chance(agree, flips):
+            lines.append(f"verdict: the judge is NEAR CHANCE ({seen}). Self-training on its "
+                         "judgments would learn from coin flips, and its confidence filter "
+                         "may keep no pair at all. Try more steps (--max_steps), a larger "
+                         "model, or check that pairs.jsonl's labels say what you mean.")
+        elif agree < TRUSTED or flips > FLIPS:
+            lines.append(f"verdict: the judge is WEAK ({seen}; targets {TRUSTED:.0%} and "
+                         f"{FLIPS:.0%}). Self-training keeps only its confident judgments; "
+                         "expect a small gain, and watch the oracle score and "
+                         "heldout_pref_acc for over-optimisation. More steps help most.")
+        else:
+            lines.append(f"verdict: the judge is ready for self-training ({seen}).")
+    if "label_agreement" in r and near_chance(r["label_agreement"], r["label_flips"]):
+        lines.append(f"verdict: selfjudge.py will refuse this judge: {gate_failure(r)}. "
+                     "Train it further (--max_steps), or pass --allow_weak_judge to "
+                     "selfjudge.py to see what happens.")
+    if r.get("oracle_score") is not None and r["oracle_score"] < 0.25:
+        lines.append(f"verdict: the policy has learned little of the task (oracle score "
+                     f"{r['oracle_score']:.3f}, fully right {r['fully_right']:.1%}); "
+                     "self-training refines a policy, it does not teach one: train longer.")
+    return lines
+
+
+def readiness_prompts(tok, task, block_size, n, skip=False):
+    """The held-out prompts (test.jsonl, else prompts.jsonl; the first n) that readiness
+    samples and judges, each leaving room for two responses of REPORT_NEW_TOKENS in a
+    judge prompt; none for a task without an oracle."""
+    if task.oracle is None:
+        return []
+    return fit_prompts(tok, (task.test or task.prompts or [])[:n], block_size,
+                       REPORT_NEW_TOKENS, task_principles(task), "held-out prompts", skip)[0]
+
+
+def readiness(model, tok, task, prompts, seed, judge=True):
+    """The last lines, printed and returned: what stage 2 relies on, a policy below
+    the ceiling (policy_report) and a judge that agrees, on its own pairs and on the
+    held-out labelled pairs (heldout_judgment); then the verdict."""
+    r = policy_report(model, tok, task, prompts, seed, REPORT_NEW_TOKENS, judge)
+    if r:
+        print(f"policy on {len(prompts)} held-out prompts (temperature 1): oracle score "
+              f"{r['oracle_score']:.3f}, fully right {r['fully_right']:.1%}")
+    if "agreement" in r:
+        print(describe_agreement(r))
+    if judge:
+        r.update(heldout_judgment(model, tok, task))
+        if "label_agreement" in r:
+            print(f"judge: {describe_labels(r)}")
+    for line in verdict(r):
+        print(line)
+    return r
 
 
 # -----------------------------------------------------------------------------

@@ -7,15 +7,17 @@ responses by a knockout tournament of such judgments.
     python judge.py --context="sort: 3 1 2" --a="1 2 3" --b="1 3 2"   # judge one pair
 
 The judge prompt is defined here, once; jsft.py imports it to build training examples.
-How well a judge agrees with the task's oracle is measured in evaluate.py.
+How well it agrees with the task's held-out labels is measured here (no oracle needed:
+jsft.py's verdict and selfjudge.py's gate read it); with the task's oracle, in evaluate.py.
 """
+import math
 import sys
 
 import torch
 
 from common import autocast, get_device, load_checkpoint, parse_flags
 from data.chat import encode_query
-from data.task import DataError, check_lengths, load_task, principle_text
+from data.task import DataError, check_lengths, load_task, n_held_out, principle_text
 from sample import pad_right
 
 # -----------------------------------------------------------------------------
@@ -217,6 +219,106 @@ def judge_by_principles(model, tok, contexts, responses_a, responses_b, principl
         return probs[0], flipped
     wins, mean = majority(probs)
     return torch.where(wins, mean.clamp(min=0.5 + 1e-6), mean.clamp(max=0.5 - 1e-6)), flipped
+
+
+# -----------------------------------------------------------------------------
+# the judge on the held-out labelled pairs: no oracle needed, so every stage can ask
+
+def rate(flags, among):
+    """The share of `among` (bool (N,)) where flags holds; nan when among is empty."""
+    return flags[among].float().mean().item() if among.any() else float("nan")
+
+
+def heldout_judgment(model, tok, task):
+    """The judge on the held-out labelled pairs, no oracle needed: how often it prefers
+    the labelled chosen response (the labels are noisy: this tops out below 100%), and how
+    often its decision follows the position instead of the responses, on the pairs it
+    could read (a pair too long for its context is undecided, exactly 0.5: left out)."""
+    rows = held_out_pairs(task)
+    if not rows:
+        return {}
+    ab, ba = judge_orders(model, tok, [r["prompt"] for r in rows], [r["chosen"] for r in rows],
+                          [r["rejected"] for r in rows], [r.get("principle") for r in rows])
+    p = swap_average(ab, ba)
+    read = p != 0.5
+    return dict(label_agreement=rate(p > 0.5, read),
+                label_flips=rate(position_flips(ab, ba), read), label_pairs=int(read.sum()),
+                label_unread=len(rows) - int(read.sum()))
+
+
+def held_out_pairs(task):
+    """The held-out tail of pairs.jsonl: jsft.py never trains on it."""
+    return task.pairs[len(task.pairs) - n_held_out(len(task.pairs)):] if task.pairs else []
+
+
+# what jsft.py's verdict and selfjudge.py's gate read there: agreement below CHANCE, or
+# decisions that follow the position on more than CHANCE_FLIPS of the pairs, are little
+# better than a coin (selfjudge.py refuses such a judge); TRUSTED and FLIPS are the targets
+CHANCE, CHANCE_FLIPS, TRUSTED, FLIPS = 0.65, 0.35, 0.85, 0.10
+
+
+def near_chance(agreement, flips):
+    """A judge little better than a coin: too often wrong, or led by the position."""
+    return agreement < CHANCE or flips > CHANCE_FLIPS
+
+
+def describe_labels(h):
+    """heldout_judgment's label metrics, in words: what selfjudge.py's gate looks at."""
+    return (f"on the {h['label_pairs']} held-out labelled pairs it agrees with the labels on "
+            f"{h['label_agreement']:.1%} and its decisions follow the position on "
+            f"{h['label_flips']:.1%}")
+
+
+def gate_failure(h):
+    """Why selfjudge.py refuses a judge."""
+    return (f"{describe_labels(h)}, where self-training needs at least {CHANCE:.0%} and at "
+            f"most {CHANCE_FLIPS:.0%}")
+
+
+def check_judge(as_judge, tok, task, allow_weak=False):
+    """selfjudge.py's gate, before any training: the judge (`with as_judge() as j`) on the
+    held-out labelled pairs (heldout_judgment). A judge near chance there is refused,
+    since training on its judgments does harm (one at 72% agreement, 39% of its decisions
+    following the position, took the sort policy from 0.76 to 0.60 in 300 steps;
+    RESULTS.md, the over-optimisation lesson)."""
+    with as_judge() as j:
+        h = heldout_judgment(j, tok, task)
+    if not h or not h["label_pairs"]:
+        return
+    print(f"judge: {describe_labels(h)}")
+    if near_chance(h["label_agreement"], h["label_flips"]) and not allow_weak:
+        raise ValueError(f"the judge is too weak to self-train on: {gate_failure(h)}; "
+                         "training on its judgments would do harm. Train it further "
+                         "(jsft.py's last lines say how it stands), or pass "
+                         "--allow_weak_judge to see what happens")
+
+
+GUARD_STEPS = 50  # the judge's position bias is averaged over this many steps
+
+
+def judge_blind(recent, stats, limit):
+    """selfjudge.py's guard against a judge the policy has outgrown: on-policy, each step
+    measures on the policy's own pairs how often the judge's decisions follow the position
+    (stats' judge_flips, position_flips). A judge that reads the content does so rarely;
+    once the policy's answers differ only where the judge cannot see, it does so often,
+    and it is also wrong on more of the pairs it decides (the oracle's diagnostics show
+    both at once on data/words, README "Why on-policy?"). Returns the mean over the last
+    GUARD_STEPS steps once it passes limit, else None; recent: that window (a list)."""
+    flips = stats.get("judge_flips")
+    if limit and flips is not None and not math.isnan(flips):  # nan: no pair differed
+        recent.append(flips)
+        del recent[:-GUARD_STEPS]
+        if len(recent) == GUARD_STEPS and sum(recent) / GUARD_STEPS > limit:
+            return sum(recent) / GUARD_STEPS
+    return None
+
+
+def describe_blind(bias, limit):
+    """Why judge_blind stopped a run, in words."""
+    return (f"the judge's decisions followed the position on {bias:.0%} of the policy's pairs "
+            f"over the last {GUARD_STEPS} steps (--max_position_bias={limit}): the judge no "
+            "longer tells the policy's answers apart, and training on would teach the policy "
+            "its mistakes (--max_position_bias=0 trains on anyway)")
 
 
 # -----------------------------------------------------------------------------

@@ -242,6 +242,15 @@ class GPT(nn.Module):
         return self.transformer.ln_f(x)
 
     # --- LoRA -----------------------------------------------------------------
+    def with_lora(self, rank, alpha):
+        """The same weights in a new model with fresh adapters (B = 0: no change yet), and
+        only the adapters trainable."""
+        config = GPTConfig(**{**self.config.__dict__, "lora_rank": rank, "lora_alpha": alpha})
+        out = GPT(config).to(next(self.parameters()).device)
+        out.load_state_dict(self.state_dict(), strict=False)
+        out.freeze_base()
+        return out
+
     def freeze_base(self):
         """Train only the adapters: everything else gets requires_grad=False."""
         for name, p in self.named_parameters():

@@ -2,7 +2,7 @@
 Stage 2: self-training. The JSFT checkpoint is loaded twice: the policy, which trains,
 and the reference, frozen, which is also the judge. Each step of SELF-JUDGE:
 
-    a) the policy samples two responses per prompt          sample_two
+    a) the policy samples two responses per prompt          sample
     b) the frozen reference judges them, in both orders     judge_by_principles (judge.py)
     c) the winner becomes `chosen`, the loser `rejected`    make_pairs
     d) log-probabilities under the policy and the reference, and the DPO loss
@@ -20,25 +20,27 @@ Writes out_dir/ckpt.pt (every ckpt_interval steps, so --resume continues after a
 and out_dir/metrics.jsonl (one line per step). evaluate.py --report compares the runs.
 """
 import contextlib
-import math
 import os
 import sys
 import time
-from collections import Counter, deque
+from collections import Counter
+from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from common import (get_device, load_checkpoint, metrics_log, out_dir_ready, parse_flags,
                     resume_from, save_checkpoint, stop_if_diverged)
 from data.chat import encode_query
 from data.task import load_task, training_pairs
-from evaluate import (check_judge, idle_reason, policy_evaluator, step_diagnostics, step_stats,
-                      tally_step)
-from judge import fit_prompts, judge_by_principles, task_principles, tournament
-from model import GPT, GPTConfig
+from evaluate import judged_diagnostics, kept_diagnostics, policy_evaluator, winner_diagnostics
+from judge import (check_judge, describe_blind, fit_prompts, judge_blind,
+                   judge_by_principles, rate, task_principles, tournament)
+from model import GPT
 from sample import response_logps, sample_responses
 
 # -----------------------------------------------------------------------------
@@ -57,12 +59,10 @@ defaults = dict(
     min_confidence=0.5,        # train only on pairs the judge decides by |2p-1| >= this
                                # (under 1: no judgment is that sure, |2p-1| < 1 always)
     cutoff="drop",             # a sample cut off at max_new_tokens: drop the pair | keep
-    max_position_bias=0.25,    # stop when the judge's decisions follow the position, not
-                               # the content, on more than this share of the policy's own
-                               # differing pairs (mean of the last 50 steps): the policy has
-                               # moved where its judge cannot tell answers apart; 0 = never
-    raft_n=2,                  # raft: samples per prompt, best picked by raft_n - 1
-                               # judgments (2: SELF-JUDGE's budget of samples and judgments)
+    max_position_bias=0.25,    # stop once the judge's decisions follow the position on more
+                               # than this share of the policy's differing pairs (mean of 50
+                               # steps): it no longer tells the answers apart; 0 = never
+    raft_n=2,                  # raft: samples per prompt (2: SELF-JUDGE's budget of samples)
     max_steps=600,             # optimizer steps
     batch_size=32,             # prompts per step (two samples each)
     lr=6e-5,                   # AdamW learning rate (constant after warmup)
@@ -79,8 +79,7 @@ defaults = dict(
     ckpt_interval=50,          # save ckpt.pt every this many steps (and at the end)
     seed=1337,                 # seeds every sample, pick and pairing: a run repeats exactly
     device="auto",             # auto: cuda, then mps, then cpu
-    allow_weak_judge=False,    # train even if the judge is near chance on the held-out
-                               # labelled pairs (refused by default: it does harm)
+    allow_weak_judge=False,    # train even on a judge near chance (refused: it does harm)
     resume=False,              # continue from out_dir/ckpt.pt
     skip_bad_lines=False,      # skip malformed or too long data lines (counted), not stop
 )
@@ -91,8 +90,8 @@ limits = dict(mode=("onpolicy", "offpolicy", "offline", "raft"),
               batch_size="[1, inf)", lr="(0, inf)", warmup_steps="[0, inf)",
               grad_clip="(0, inf)", temperature="(0, inf)", top_p="(0, 1]",
               max_new_tokens="[1, inf)", lora_rank="[0, inf)", lora_alpha="(0, inf)",
-              max_position_bias="[0, 1]",
-              eval_interval="[0, inf)", eval_prompts="[0, inf)", ckpt_interval="[1, inf)")
+              max_position_bias="[0, 1]", eval_interval="[0, inf)", eval_prompts="[0, inf)",
+              ckpt_interval="[1, inf)")
 
 
 # -----------------------------------------------------------------------------
@@ -130,13 +129,13 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
 # -----------------------------------------------------------------------------
 # one self-training step, in the paper's order
 
-def sample_two(policy, tok, prompts, n_new, cfg, g):
-    """a) Two responses per prompt from the current policy: two lists of sample dicts
-    (text, ids with the stop token when produced, stopped)."""
+def sample(policy, tok, prompts, n, n_new, cfg, g):
+    """a) n responses per prompt from the current policy: a list per prompt of sample
+    dicts (text, ids with the stop token when produced, stopped)."""
     policy.eval()
-    s = sample_responses(policy, tok, prompts, 2, n_new, cfg.temperature, cfg.top_p, g)
+    s = sample_responses(policy, tok, prompts, n, n_new, cfg.temperature, cfg.top_p, g)
     policy.train()
-    return [x[0] for x in s], [x[1] for x in s]
+    return s
 
 
 def make_pairs(prompts, samples_a, samples_b, p_a, min_confidence=0.0, cutoff="drop"):
@@ -160,13 +159,13 @@ def make_pairs(prompts, samples_a, samples_b, p_a, min_confidence=0.0, cutoff="d
     # --- end exercise ---
 
 
-def preference_loss(policy, reference, tok, pairs, cfg, device):
+def preference_loss(policy, as_reference, tok, pairs, cfg, device):
     """d) The DPO-style loss on (prompt, chosen, rejected) pairs: log-probabilities of the
     sampled ids under the policy and the frozen reference, one forward pass each."""
     queries = [encode_query(tok, x["prompt"]) for x in pairs] * 2
     responses = [x["chosen"]["ids"] for x in pairs] + [x["rejected"]["ids"] for x in pairs]
     pol_sum, pol_mean = response_logps(policy, queries, responses, device)
-    with torch.no_grad(), reference() as r:
+    with torch.no_grad(), as_reference() as r:
         ref_sum, ref_mean = response_logps(r, queries, responses, device)
     n = len(pairs)
     pol, rf = (pol_mean, ref_mean) if cfg.loss == "ipo" else (pol_sum, ref_sum)
@@ -187,69 +186,90 @@ def sft_loss(policy, tok, winners, device):
     return -mean.mean(), dict(loss=-mean.mean().item())
 
 
-def update(opt, params, loss, lr, grad_clip):
+def update(opt, loss, lr, grad_clip):
     """e) One AdamW step at learning rate lr, gradients clipped to grad_clip."""
     for group in opt.param_groups:
         group["lr"] = lr
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    torch.nn.utils.clip_grad_norm_([p for gr in opt.param_groups for p in gr["params"]],
+                                   grad_clip)
     opt.step()
 
 
 # -----------------------------------------------------------------------------
-# where a step's pairs come from: one source per mode, each a function (run, g) ->
-# (examples, judged): the examples the step trains on (pairs; raft: winners as "chosen")
-# and what the judge saw, for the step's statistics (None where nothing was judged).
-# `run` holds the models and settings (see main)
+# where a step's pairs come from: one source per mode, each a function (setup, g) -> Step
 
-def onpolicy_pairs(run, g):
+@dataclass
+class Setup:
+    """What every step reads, decided once in main before the first step."""
+    cfg: SimpleNamespace       # the settings above, resolved
+    policy: GPT                # the model that trains
+    as_reference: Callable     # `with as_reference() as r:` r is the frozen JSFT model
+    as_judge: Callable         # `with as_judge() as j:` j is the judge (frozen_models)
+    tok: Tokenizer
+    prompts: list              # on-policy prompts, each leaving room to judge two responses
+    n_new: int                 # the tokens a response may take
+    principles: list           # the questions the judge answers (judge.task_principles)
+    pool: list = None          # offpolicy and offline: the fixed pairs a batch is drawn from
+
+
+class Step(NamedTuple):
+    """What a source hands the training loop for one step."""
+    examples: list             # trained on: pairs (prompt, chosen, rejected); raft: winners
+    stats: dict                # oracle-free numbers for metrics.jsonl (docs/metrics.md)
+    skipped: dict              # pairs judged and make_pairs' reasons for skipping some
+    diagnose: Callable         # oracle -> its view of what the judge decided: evaluation only
+
+
+def onpolicy_pairs(setup, g):
     """SELF-JUDGE: fresh pairs from the current policy every step, judged by the judge."""
-    batch = pick(run.prompts, run.cfg.batch_size, g)
-    a, b = sample_two(run.policy, run.tok, batch, run.n_new, run.cfg, g)          # a)
-    with run.judge() as j:                                                          # b)
-        p, flipped = judge_by_principles(j, run.tok, batch, texts(a), texts(b), run.principles)
-    pairs, skipped = make_pairs(batch, a, b, p.tolist(), run.cfg.min_confidence,  # c)
-                                run.cfg.cutoff)
-    return pairs, dict(prompts=batch, a=a, b=b, p=p, flipped=flipped, skipped=skipped)
+    cfg, tok = setup.cfg, setup.tok
+    batch = pick(setup.prompts, cfg.batch_size, g)
+    a, b = zip(*sample(setup.policy, tok, batch, 2, setup.n_new, cfg, g))          # a)
+    with setup.as_judge() as j:                                                      # b)
+        p, flipped = judge_by_principles(j, tok, batch, texts(a), texts(b), setup.principles)
+    pairs, skipped = make_pairs(batch, a, b, p.tolist(), cfg.min_confidence, cfg.cutoff)  # c)
+    return Step(pairs, pair_stats(pairs, a, b, p, flipped, skipped["identical"]),
+                dict(judged=len(batch), **skipped),
+                lambda oracle: judged_diagnostics(oracle, batch, a, b, p))
 
 
-def raft_winners(run, g):
-    """Rejection-sampling fine-tuning (RAFT, ReST): raft_n samples per prompt from the
-    current policy, the judge's tournament picks one, and the step is SFT on the winners
-    (with --cutoff=drop, not those cut off at the length limit). run.judge_fn: for tests,
-    a stand-in for the judge (see judge.tournament)."""
-    batch = pick(run.prompts, run.cfg.batch_size, g)
-    run.policy.eval()
-    cands = sample_responses(run.policy, run.tok, batch, run.cfg.raft_n, run.n_new,
-                             run.cfg.temperature, run.cfg.top_p, g)
-    run.policy.train()
-    with run.judge() as j:
-        win = tournament(j, run.tok, batch, [texts(c) for c in cands], g, run.principles,
-                         run.judge_fn)
+def raft_winners(setup, g):
+    """Rejection-sampling fine-tuning (RAFT, ReST): raft_n samples per prompt, the judge's
+    tournament picks one, and the step is SFT on the winners (--cutoff=drop: not cut off)."""
+    cfg = setup.cfg
+    batch = pick(setup.prompts, cfg.batch_size, g)
+    cands = sample(setup.policy, setup.tok, batch, cfg.raft_n, setup.n_new, cfg, g)
+    with setup.as_judge() as j:
+        win = tournament(j, setup.tok, batch, [texts(c) for c in cands], g, setup.principles)
     winners = [dict(prompt=q, chosen=c[w]) for q, c, w in zip(batch, cands, win)
-               if run.cfg.cutoff == "keep" or c[w]["stopped"]]
-    return winners, dict(prompts=batch, candidates=cands, winners=win)
+               if cfg.cutoff == "keep" or c[w]["stopped"]]
+    ids = [x["ids"] for c in cands for x in c]
+    stats = dict(trained_on(winners), kept=len(winners) / len(batch),
+                 resp_len=sum(len(x) for x in ids) / len(ids))
+    return Step(winners, stats, {}, lambda oracle: winner_diagnostics(oracle, batch, cands, win))
 
 
-def fixed_pairs(run, g):
-    """Off-policy and offline DPO: a batch drawn from a fixed pool of pairs (run.pool)."""
-    return pick(run.pool, run.cfg.batch_size, g), None
+def fixed_pairs(setup, g):
+    """Off-policy and offline DPO: a batch drawn from a fixed pool of pairs (setup.pool)."""
+    pairs = pick(setup.pool, setup.cfg.batch_size, g)
+    return Step(pairs, trained_on(pairs), {}, lambda oracle: {})
 
 
-def offpolicy_pool(run, g0):
+def offpolicy_pool(setup, g0):
     """Off-policy's pool: pairs sampled and judged once, from the initial policy."""
-    print(f"sampling and judging {len(run.prompts)} pairs once from the initial policy")
-    with run.judge() as j:  # at step 0 the judge's weights are the initial policy's
-        s = sample_responses(j, run.tok, run.prompts, 2, run.n_new, run.cfg.temperature,
-                             run.cfg.top_p, g0)
+    cfg, tok, prompts = setup.cfg, setup.tok, setup.prompts
+    print(f"sampling and judging {len(prompts)} pairs once from the initial policy")
+    with setup.as_judge() as j:  # at step 0 the judge's weights are the initial policy's
+        s = sample_responses(j, tok, prompts, 2, setup.n_new, cfg.temperature, cfg.top_p, g0)
         a, b = [x[0] for x in s], [x[1] for x in s]
-        p, _ = judge_by_principles(j, run.tok, run.prompts, texts(a), texts(b), run.principles)
-    pool, _ = make_pairs(run.prompts, a, b, p.tolist(), run.cfg.min_confidence, run.cfg.cutoff)
+        p, _ = judge_by_principles(j, tok, prompts, texts(a), texts(b), setup.principles)
+    pool, _ = make_pairs(prompts, a, b, p.tolist(), cfg.min_confidence, cfg.cutoff)
     if not pool:
         raise ValueError("--mode=offpolicy: no pair of the initial policy's samples passed "
-                         f"the filters (--min_confidence={run.cfg.min_confidence}, --cutoff="
-                         f"{run.cfg.cutoff}): the judge is undecided on all of them")
+                         f"the filters (--min_confidence={cfg.min_confidence}, --cutoff="
+                         f"{cfg.cutoff}): the judge is undecided on all of them")
     return pool
 
 
@@ -257,14 +277,56 @@ SOURCES = dict(onpolicy=onpolicy_pairs, raft=raft_winners, offpolicy=fixed_pairs
                offline=fixed_pairs)
 
 
+# -----------------------------------------------------------------------------
+# what a step saw, without the oracle (metrics.jsonl; docs/metrics.md)
+
+def trained_on(examples):
+    """pairs: the examples a step trains on (raft: winners); skipped: there are none."""
+    return dict(pairs=len(examples), **({} if examples else dict(skipped=True)))
+
+
+def pair_stats(pairs, a, b, p, flipped, identical):
+    """An on-policy step's numbers: pairs trained on, the share of the batch kept, of
+    identical pairs, the judge's mean confidence |2p-1|, how often its decisions followed
+    the position on the pairs that differ (judge_flips), responses' length in tokens."""
+    n = len(a)
+    differ = torch.tensor([x["ids"] != y["ids"] for x, y in zip(a, b)])
+    return dict(trained_on(pairs), kept=len(pairs) / n, identical=identical / n,
+                judge_conf=(2 * (p - 0.5).abs()).mean().item(),
+                judge_flips=rate(flipped, differ),
+                resp_len=sum(len(x["ids"]) for x in a + b) / (2 * n))
+
+
+IDLE_WARNING = 10  # steps in a row without a pair to train on before saying why
+
+
+def tally_step(tally, drawn):
+    """Count a step into the run's tally (a Counter): steps that updated the policy,
+    examples, pairs judged, make_pairs' reasons for skipping, and `idle`, the steps in a
+    row without an example; on the IDLE_WARNING-th in a row, say why."""
+    tally.update(updated=int(bool(drawn.examples)), examples=len(drawn.examples),
+                 **drawn.skipped)
+    tally["idle"] = 0 if drawn.examples else tally["idle"] + 1
+    if tally["idle"] == IDLE_WARNING:
+        tqdm.write(f"warning: {IDLE_WARNING} steps in a row without a pair to train on: "
+                   + idle_reason(tally))
+
+
+def idle_reason(tally):
+    """Why no pair was left to train on, from make_pairs' counts summed over the steps."""
+    n = tally["judged"]
+    if not n:
+        return "every winner was cut off at --max_new_tokens (--cutoff=drop)"
+    return (f"of {n} pairs judged, {tally['undecided'] / n:.0%} were undecided (p = 0.5 or "
+            f"|2p-1| < --min_confidence), {tally['identical'] / n:.0%} identical and "
+            f"{tally['cut_off'] / n:.0%} cut off at --max_new_tokens")
+
+
 def what_it_uses(cfg):
-    """The settings a mode's training reads, for its first line: RAFT has no DPO loss,
-    offline DPO no judge."""
-    dpo = f"loss {cfg.loss}, beta {cfg.beta}"
-    return dict(onpolicy=f"{dpo}, judge {cfg.judge}", offpolicy=f"{dpo}, judge {cfg.judge}",
-                offline=f"{dpo}, no judge",
-                raft=f"SFT on the judge's pick of {cfg.raft_n} samples, judge {cfg.judge}",
-                )[cfg.mode]
+    """The settings a mode's training reads: RAFT has no DPO loss, offline DPO no judge."""
+    dpo, judge = f"loss {cfg.loss}, beta {cfg.beta}", f"judge {cfg.judge}"
+    return dict(onpolicy=f"{dpo}, {judge}", offpolicy=f"{dpo}, {judge}", offline=f"{dpo}, no judge",
+                raft=f"SFT on the judge's pick of {cfg.raft_n} samples, {judge}")[cfg.mode]
 
 
 def pick(xs, n, g):
@@ -276,30 +338,20 @@ def texts(samples):
 
 
 def frozen_models(policy, ref, judge):
-    """The frozen reference and the judge, decided once. The reference is the JSFT model,
-    or under LoRA (ref is None) the policy with its adapters off, so one model sits in
-    memory. The judge is the reference (the paper), or with judge="current" the policy
-    itself (an ablation). Returns two functions, each opening a `with` block that yields
-    the model to use."""
-    def reference():
+    """(as_reference, as_judge), each opening a `with` block that yields the model to use.
+    The reference is the JSFT model, or under LoRA (ref is None) the policy with its
+    adapters off. The judge is the reference (the paper), or with judge="current" the
+    policy itself (an ablation)."""
+    def as_reference():
         return policy.adapters_off() if ref is None else contextlib.nullcontext(ref)
 
-    def judge_model():
-        return contextlib.nullcontext(policy) if judge == "current" else reference()
-    return reference, judge_model
+    def as_judge():
+        return contextlib.nullcontext(policy) if judge == "current" else as_reference()
+    return as_reference, as_judge
 
 
 # -----------------------------------------------------------------------------
 # the run
-
-def with_lora(model, rank, alpha):
-    """The same weights in a model with fresh LoRA adapters (B = 0: no change yet)."""
-    config = GPTConfig(**{**model.config.__dict__, "lora_rank": rank, "lora_alpha": alpha})
-    out = GPT(config).to(next(model.parameters()).device)
-    out.load_state_dict(model.state_dict(), strict=False)
-    out.freeze_base()
-    return out
-
 
 def load_models(cfg, device):
     """-> (policy, ref, tok, step, optimizer state): the reference (None under LoRA) from
@@ -324,76 +376,57 @@ def load_models(cfg, device):
     else:
         policy, _, _ = load_checkpoint(cfg.init, device)
     if cfg.lora_rank:
-        policy = with_lora(policy, cfg.lora_rank, cfg.lora_alpha)
+        policy = policy.with_lora(cfg.lora_rank, cfg.lora_alpha)
         ref = None  # one model in memory: adapters off is the reference
     return policy, ref, tok, step, opt_state
 
 
-def learn(run, examples, step):
+def learn(setup, opt, examples, step):
     """d) and e): the mode's loss on the step's examples, then one optimizer step (the
     learning rate warms up linearly, then stays constant)."""
-    cfg = run.cfg
+    cfg, policy = setup.cfg, setup.policy
+    device = next(policy.parameters()).device
     if cfg.mode == "raft":
-        loss, stats = sft_loss(run.policy, run.tok, examples, run.device)
+        loss, stats = sft_loss(policy, setup.tok, examples, device)
     else:
-        loss, stats = preference_loss(run.policy, run.reference, run.tok, examples, cfg,
-                                      run.device)
-    update(run.opt, run.params, loss,
-           cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps)), cfg.grad_clip)
-    stop_if_diverged(step + 1, cfg, stats, run.policy)  # before the next step samples from it
+        loss, stats = preference_loss(policy, setup.as_reference, setup.tok, examples, cfg,
+                                      device)
+    update(opt, loss, cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps)), cfg.grad_clip)
+    stop_if_diverged(step + 1, cfg, stats, policy)  # before the next step samples from it
     return stats
 
 
-GUARD_STEPS = 50  # the judge's position bias is averaged over this many steps
-
-
-def judge_blind(recent, stats, limit):
-    """The guard against a judge the policy has outgrown: on-policy, each step measures on
-    the policy's own pairs how often the judge's two single-order decisions name the same
-    letter, i.e. follow the position (judge_flips). A judge that reads the content does so
-    rarely; once the policy's answers differ only where the judge cannot see, it does so
-    often, and it is also wrong on more of the pairs it decides (the oracle's diagnostics
-    show both at once on data/words, README "Why on-policy?"). Returns the mean over the
-    last GUARD_STEPS steps once it passes limit, else None; recent: that window."""
-    flips = stats.get("judge_flips")
-    if limit and flips is not None and not math.isnan(flips):  # nan: no pair differed
-        recent.append(flips)
-        if len(recent) == GUARD_STEPS and sum(recent) / GUARD_STEPS > limit:
-            return sum(recent) / GUARD_STEPS
-    return None
-
-
-def train(run, oracle, evaluate, log, start):
-    """The steps start .. max_steps, each logged, with an evaluation every eval_interval
-    steps and a checkpoint every ckpt_interval; on-policy, the run stops early when the
-    judge goes blind on the policy's pairs (judge_blind). Returns a tally: steps that
-    updated the policy, examples trained on, pairs judged, make_pairs' reasons for
-    skipping, and `stopped`, the step and the bias where the guard stopped the run."""
-    cfg, source = run.cfg, SOURCES[run.cfg.mode]
-    tally, recent = Counter(), deque(maxlen=GUARD_STEPS)
+def train(setup, opt, oracle, measure, log, start):
+    """The steps start .. max_steps, each logged, measured every eval_interval and saved
+    every ckpt_interval; on-policy, the run stops when the judge goes blind on the policy's
+    pairs (judge.judge_blind). Returns the tally (tally_step), and `stopped`, the step and
+    the bias where the guard stopped the run."""
+    cfg, source = setup.cfg, SOURCES[setup.cfg.mode]
+    device = next(setup.policy.parameters()).device
+    tally, recent = Counter(), []  # recent: the guard's window
     bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps,
                desc=cfg.mode, dynamic_ncols=True, disable=None)
     for step in bar:
-        g = torch.Generator(device=run.device).manual_seed(cfg.seed * 1_000_003 + step)
-        examples, judged = source(run, g)
-        stats = dict(step=step + 1, **step_stats(examples, judged))
-        if examples:
-            stats.update(learn(run, examples, step))
-            bar.set_postfix(loss=f"{stats['loss']:.3f}", pairs=len(examples))
-        tally_step(tally, examples, judged)  # says why after IDLE_WARNING idle steps
+        g = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step)
+        drawn = source(setup, g)  # the step's examples, and what the judge saw
+        stats = dict(step=step + 1, **drawn.stats)
+        if drawn.examples:
+            stats.update(learn(setup, opt, drawn.examples, step))
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", pairs=len(drawn.examples))
+        tally_step(tally, drawn)  # says why after IDLE_WARNING idle steps
         if oracle is not None:  # evaluation only: the oracle never reaches training
-            stats.update(step_diagnostics(oracle, examples, judged))
-        if evaluate and cfg.eval_interval and (step + 1) % cfg.eval_interval == 0:
-            stats.update(evaluate(step + 1))
+            stats.update(**kept_diagnostics(oracle, drawn.examples), **drawn.diagnose(oracle))
+        if measure and cfg.eval_interval and (step + 1) % cfg.eval_interval == 0:
+            stats.update(measure(step + 1))
         log(stats)
         bias = judge_blind(recent, stats, cfg.max_position_bias)
         stop = bias is not None
         if stop:
             tally["stopped"] = (step + 1, bias)
         if (step + 1) % cfg.ckpt_interval == 0 or step + 1 == cfg.max_steps or stop:
-            save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), run.policy, run.tok,
+            save_checkpoint(os.path.join(cfg.out_dir, "ckpt.pt"), setup.policy, setup.tok,
                             dict(step=step + 1, flags=dict(cfg), stage="selfjudge",
-                                 stopped=stop), run.opt)
+                                 stopped=stop), opt)
         if stop:
             break
     return tally
@@ -408,7 +441,7 @@ def main(argv=None):
 
     # 1) the policy, and the frozen reference, which is also the judge
     policy, ref, tok, start, opt_state = load_models(cfg, device)
-    reference, judge = frozen_models(policy, ref, cfg.judge)
+    as_reference, as_judge = frozen_models(policy, ref, cfg.judge)
     policy.train()
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
@@ -424,37 +457,36 @@ def main(argv=None):
                                  block, cfg.max_new_tokens, principles, "prompts", skip)
     tests, n_new = fit_prompts(tok, (task.test or [])[:cfg.eval_prompts], block, n_new,
                                principles, "test prompts", skip)
-    run = SimpleNamespace(cfg=cfg, policy=policy, reference=reference, judge=judge, tok=tok,
-                          opt=opt, params=params, prompts=prompts, n_new=n_new, device=device,
-                          principles=principles, judge_fn=None, pool=None)
+    setup = Setup(cfg, policy, as_reference, as_judge, tok, prompts, n_new, principles)
     if cfg.mode != "offline":  # offline DPO needs no judge
-        check_judge(judge, tok, task, cfg.allow_weak_judge)
-    oracle = task.get_oracle()
+        check_judge(as_judge, tok, task, cfg.allow_weak_judge)
     g0 = torch.Generator(device=device).manual_seed(cfg.seed)  # reference answers, then pool
-    evaluate = (policy_evaluator(policy, tok, task, tests, reference, judge, n_new, principles,
-                                 cfg.seed, g0) if tests else None)
+    measure = (policy_evaluator(policy, tok, task, tests, as_reference, as_judge, n_new,
+                                principles, cfg.seed, g0) if tests else None)
     if cfg.mode in ("offpolicy", "offline"):
-        run.pool = (offpolicy_pool(run, g0) if cfg.mode == "offpolicy"
-                    else training_pairs(task, tok, block, skip))
+        setup.pool = (offpolicy_pool(setup, g0) if cfg.mode == "offpolicy"
+                      else training_pairs(task, tok, block, skip))
 
     # 3) train, each step a line of metrics.jsonl
     log = metrics_log(os.path.join(cfg.out_dir, "metrics.jsonl"), start)
     print(f"one line per step in {cfg.out_dir}/metrics.jsonl; docs/metrics.md says what "
           "each number printed or logged means")
-    if start == 0 and evaluate:
-        log(dict(step=0, **evaluate(0)))
-    t0, tally = time.time(), train(run, oracle, evaluate, log, start)
+    if start == 0 and measure:
+        log(dict(step=0, **measure(0)))
+    t0, tally = time.time(), train(setup, opt, task.get_oracle(), measure, log, start)
+    say_how_it_went(cfg, tally, time.time() - t0, start)
+
+
+def say_how_it_went(cfg, tally, seconds, start):
+    """The last lines: where the guard stopped the run, if it did, and how many steps
+    found something to train on; none at all is an error, with the reason."""
     if tally["stopped"]:
-        step, bias = tally["stopped"]
-        print(f"stopped at step {step} of {cfg.max_steps}: the judge's decisions followed the "
-              f"position on {bias:.0%} of the policy's pairs over the last {GUARD_STEPS} steps "
-              f"(--max_position_bias={cfg.max_position_bias}): the judge no longer tells the "
-              "policy's answers apart, and training on would teach the policy its mistakes "
-              "(--max_position_bias=0 trains on anyway)")
+        print(f"stopped at step {tally['stopped'][0]} of {cfg.max_steps}: "
+              + describe_blind(tally["stopped"][1], cfg.max_position_bias))
     ran = (tally["stopped"][0] if tally["stopped"] else cfg.max_steps) - start
-    print(f"done in {time.time() - t0:.0f}s; {tally['updated']} of {ran} "
-          f"steps updated the policy, on {tally['examples']} "
-          f"{'winners' if cfg.mode == 'raft' else 'pairs'} in all; saved {cfg.out_dir}/ckpt.pt")
+    print(f"done in {seconds:.0f}s; {tally['updated']} of {ran} steps updated the policy, on "
+          f"{tally['examples']} {'winners' if cfg.mode == 'raft' else 'pairs'} in all; saved "
+          f"{cfg.out_dir}/ckpt.pt")
     if tally["updated"] == 0:
         raise ValueError(f"no step updated the policy: {idle_reason(tally)}; "
                          f"{cfg.out_dir}/ckpt.pt is {cfg.init} unchanged. A judge undecided "

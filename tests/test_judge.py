@@ -314,3 +314,21 @@ def test_tournament_with_the_model_as_judge(tok, tiny_judge):
     win = tournament(tiny_judge, tok, CONTEXTS, [RESP_A + RESP_B] * 3,
                      generator=torch.Generator().manual_seed(0))
     assert len(win) == 3 and all(0 <= w < 6 for w in win)
+
+
+@pytest.mark.exercise("swap_average")
+def test_heldout_judgment_reads_the_labels_in_both_orders(monkeypatch):
+    """A judge right on the first two held-out pairs, wrong on the third, right on the
+    fourth though it answers "A" in both orders (a position flip), and unable to read the
+    fifth (too long: exactly 0.5 in both orders, left out rather than counted wrong)."""
+    from data.task import Task
+    rows = [dict(prompt="q", chosen=f"c{i}", rejected=f"r{i}") for i in range(50)]
+    task = Task(path="t", pairs=rows)  # 50 pairs: the last 5 are held out
+
+    def orders(model, tok, contexts, a, b, principles=None):
+        shown_ab = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.7, 0.3], [0.5, 0.5]])
+        shown_ba = torch.tensor([[0.1, 0.9], [0.2, 0.8], [0.7, 0.3], [0.6, 0.4], [0.5, 0.5]])
+        return shown_ab, shown_ba
+    monkeypatch.setattr(judge, "judge_orders", orders)
+    h = judge.heldout_judgment(None, None, task)
+    assert h == dict(label_agreement=0.75, label_flips=0.25, label_pairs=4, label_unread=1)

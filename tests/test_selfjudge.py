@@ -5,17 +5,17 @@ judgments, and tiny on-policy, offline and LoRA runs end to end.
 """
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
-import types
-from collections import deque
 
 import pytest
 import torch
 
 import evaluate
 import jsft
+import judge
 import selfjudge
 from conftest import SORT, make_tiny, write_small_sort
 from data.task import load_task
@@ -239,17 +239,17 @@ def test_make_pairs_cutoff_drop_or_keep():
 
 def test_the_judge_is_the_frozen_reference_unless_judge_is_current():
     policy, ref = make_tiny(seed=1), make_tiny(seed=2)
-    reference, judge = selfjudge.frozen_models(policy, ref, "reference")
-    with judge() as j, reference() as r:
+    as_reference, as_judge = selfjudge.frozen_models(policy, ref, "reference")
+    with as_judge() as j, as_reference() as r:
         assert j is ref and r is ref, ("selfjudge.frozen_models: the judge must be the "
                                        "frozen reference (the JSFT model), not the policy")
-    _, judge = selfjudge.frozen_models(policy, ref, "current")
-    with judge() as j:
+    _, as_judge = selfjudge.frozen_models(policy, ref, "current")
+    with as_judge() as j:
         assert j is policy  # the ablation: the policy judges itself
     lora = make_tiny(seed=1, lora_rank=2)  # LoRA: the reference is the adapters switched off
     adapters = [m for m in lora.modules() if isinstance(m, Linear) and m.rank > 0]
-    _, judge = selfjudge.frozen_models(lora, None, "reference")
-    with judge() as j:
+    _, as_judge = selfjudge.frozen_models(lora, None, "reference")
+    with as_judge() as j:
         assert j is lora and not any(m.lora_enabled for m in adapters), (
             "selfjudge.frozen_models: under LoRA the judge is the policy with its adapters off")
     assert all(m.lora_enabled for m in adapters)
@@ -288,22 +288,21 @@ def test_a_self_training_step_moves_the_policy_towards_the_judges_choice(monkeyp
     policy = copy.deepcopy(ref).requires_grad_(True).train()
     cfg = selfjudge.parse_flags(selfjudge.defaults, ["--batch_size=16", "--cutoff=keep",
                                                      "--lr=1e-3", "--warmup_steps=0"])
-    reference, judge = selfjudge.frozen_models(policy, ref, cfg.judge)
-    params = list(policy.parameters())
-    run = types.SimpleNamespace(cfg=cfg, policy=policy, reference=reference, judge=judge,
-                                tok=tok, opt=torch.optim.AdamW(params, lr=cfg.lr),
-                                params=params, prompts=[f"sort: {i} 3 1" for i in range(16)],
-                                n_new=8, device="cpu", principles=[None], judge_fn=None)
+    setup = selfjudge.Setup(cfg, policy, *selfjudge.frozen_models(policy, ref, cfg.judge), tok,
+                            prompts=[f"sort: {i} 3 1" for i in range(16)], n_new=8,
+                            principles=[None])
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr)
     seen = []
     monkeypatch.setattr(selfjudge, "judge_by_principles", longer_is_better(seen))
-    pairs, judged = selfjudge.onpolicy_pairs(run, torch.Generator().manual_seed(0))
-    assert seen and all(m is ref for m in seen), \
-        "selfjudge.onpolicy_pairs: the frozen reference must judge (run.judge, frozen_models)"
-    assert len(pairs) >= 4, judged["skipped"]
+    drawn = selfjudge.onpolicy_pairs(setup, torch.Generator().manual_seed(0))
+    pairs = drawn.examples
+    assert seen and all(m is ref for m in seen), ("selfjudge.onpolicy_pairs: the frozen "
+                                                  "reference must judge (setup.as_judge)")
+    assert len(pairs) >= 4, drawn.skipped
     assert all(len(x["chosen"]["text"]) > len(x["rejected"]["text"]) for x in pairs), (
         "make_pairs: the response the judge preferred (p > 0.5 for a) must be `chosen`")
     assert log_ratio_margins(policy, ref, tok, pairs).abs().max() == 0  # policy == ref
-    stats = selfjudge.learn(run, pairs, step=0)
+    stats = selfjudge.learn(setup, opt, pairs, step=0)
     h = log_ratio_margins(policy, ref, tok, pairs)
     assert h.mean() > 0 and stats["loss"] == pytest.approx(math.log(2), rel=1e-4), (
         f"selfjudge.preference_loss: after a step on the judge's pairs the policy must favour "
@@ -336,16 +335,15 @@ def test_preference_loss_passes_chosen_as_chosen():
 # -----------------------------------------------------------------------------
 # rejection-sampling fine-tuning (--mode=raft)
 
-def raft_run(tok, policy, candidates, judge_fn, cutoff="keep"):
-    """A `run` as selfjudge.main builds it, with a policy whose samples are `candidates`
-    (one list per prompt) and a stand-in judge."""
+def raft_setup(tok, policy, candidates, cutoff="keep"):
+    """A Setup as selfjudge.main builds it, for a policy whose samples are `candidates`
+    (one list per prompt)."""
     cfg = selfjudge.parse_flags(selfjudge.defaults, ["--mode=raft", "--raft_n=3",
                                                      f"--batch_size={len(candidates)}",
                                                      f"--cutoff={cutoff}"])
-    return types.SimpleNamespace(cfg=cfg, policy=policy, tok=tok, n_new=8, principles=[None],
-                                 prompts=[f"sort: {i}" for i in range(len(candidates))],
-                                 judge=lambda: contextlib.nullcontext(policy),
-                                 judge_fn=judge_fn)
+    as_policy = lambda: contextlib.nullcontext(policy)  # noqa: E731
+    return selfjudge.Setup(cfg, policy, as_policy, as_policy, tok, n_new=8, principles=[None],
+                           prompts=[f"sort: {i}" for i in range(len(candidates))])
 
 
 @pytest.mark.exercise("tournament")
@@ -363,13 +361,16 @@ def test_raft_trains_on_the_tournament_winner(monkeypatch):
     def longer(contexts, a, b):  # P(a better): 1 when a has more words
         return torch.tensor([float(len(x.split()) > len(y.split())) + 0.5 * (len(x) == len(y))
                              for x, y in zip(a, b)])
-    run = raft_run(tok, make_tiny(vocab_size=tok.get_vocab_size()), cands, longer)
-    winners, judged = selfjudge.raft_winners(run, torch.Generator().manual_seed(0))
+    monkeypatch.setattr(selfjudge, "tournament", functools.partial(judge.tournament,
+                                                                   judge_fn=longer))
+    setup = raft_setup(tok, make_tiny(vocab_size=tok.get_vocab_size()), cands)
+    winners = selfjudge.raft_winners(setup, torch.Generator().manual_seed(0)).examples
     assert [w["chosen"]["ids"] for w in winners] == [[5, 6, 7, 8], [3, 3, 3], [1, 2, 3, 4, 5]]
-    assert [w["prompt"] for w in winners] == run.prompts and judged["winners"] == [1, 0, 1]
-    run = raft_run(tok, run.policy, cands, longer, cutoff="drop")
-    winners, _ = selfjudge.raft_winners(run, torch.Generator().manual_seed(0))
-    assert [w["chosen"]["ids"] for w in winners] == [[5, 6, 7, 8], [3, 3, 3]]
+    assert [w["prompt"] for w in winners] == setup.prompts
+    setup = raft_setup(tok, setup.policy, cands, cutoff="drop")
+    drawn = selfjudge.raft_winners(setup, torch.Generator().manual_seed(0))
+    assert [w["chosen"]["ids"] for w in drawn.examples] == [[5, 6, 7, 8], [3, 3, 3]]
+    assert drawn.stats["kept"] == pytest.approx(2 / 3)
 
 
 @pytest.mark.exercise("response_logps")
@@ -599,7 +600,7 @@ def test_steps_without_pairs_say_why_and_how_many_trained(task_and_ckpt, tmp_pat
     """A judge undecided on every pair trained on zero pairs for 150 steps and finished
     with "done": now each step logs its pair count, a run of idle steps says why, and a run
     that never updated the policy ends in an error."""
-    monkeypatch.setattr(evaluate, "IDLE_WARNING", 2)
+    monkeypatch.setattr(selfjudge, "IDLE_WARNING", 2)
     with pytest.raises(ValueError, match="no step updated the policy: of 12 pairs judged, "
                                          "100% were undecided"):
         run_selfjudge(task_and_ckpt, tmp_path, "--min_confidence=0.99999", "--max_steps=3",
@@ -658,16 +659,16 @@ def test_judge_blind_fires_on_the_window_mean_and_skips_steps_without_a_pair(mon
     """The guard averages the judge's position bias over the last GUARD_STEPS steps that
     had a differing pair (nan: none did), and fires only when that mean passes the limit;
     limit 0 turns it off, and modes that judge no pair (offline) never fire it."""
-    monkeypatch.setattr(selfjudge, "GUARD_STEPS", 3)
+    monkeypatch.setattr(judge, "GUARD_STEPS", 3)
     blind = lambda flips, limit=0.25: [  # noqa: E731
-        selfjudge.judge_blind(recent, dict(judge_flips=f), limit)
-        for recent in [deque(maxlen=3)] for f in flips]
+        judge.judge_blind(recent, dict(judge_flips=f), limit)
+        for recent in [[]] for f in flips]
     assert blind([0.3, 0.3]) == [None, None]                    # the window is not full yet
     assert blind([0.2, 0.2, 0.3]) == [None, None, None]         # mean 0.233
     assert blind([0.2, 0.3, 0.4])[-1] == pytest.approx(0.3)
     assert blind([0.9, float("nan"), 0.9, 0.9])[1:] == [None, None, pytest.approx(0.9)]
     assert blind([0.9] * 5, limit=0) == [None] * 5
-    assert selfjudge.judge_blind(deque(maxlen=3), dict(pairs=4), 0.25) is None
+    assert judge.judge_blind([], dict(pairs=4), 0.25) is None
 
 
 @pytest.mark.e2e
@@ -678,7 +679,7 @@ def test_a_run_whose_judge_goes_blind_stops_saves_and_refuses_to_resume(
     pairs (README, "Why on-policy?"). The fixture's untrained judge follows the position
     on nearly every pair, so with a 2-step window the run stops at step 2 of 4, saves that
     step, says why, and --resume refuses to train on unless the guard is off."""
-    monkeypatch.setattr(selfjudge, "GUARD_STEPS", 2)
+    monkeypatch.setattr(judge, "GUARD_STEPS", 2)
     (_, _, meta), rows = run_selfjudge(task_and_ckpt, tmp_path, "--max_steps=4",
                                        "--eval_interval=0")
     assert meta["step"] == 2 and meta["stopped"] and [r["step"] for r in rows] == [0, 1, 2]
@@ -713,3 +714,50 @@ def test_a_one_step_run_counts_its_update_as_a_number(task_and_ckpt, tmp_path, c
     and a one-step run printed "True of 1 steps updated the policy"."""
     run_selfjudge(task_and_ckpt, tmp_path, "--max_steps=1", "--eval_interval=0")
     assert "; 1 of 1 steps updated the policy" in capsys.readouterr().out
+
+
+# -----------------------------------------------------------------------------
+# a self-training step's statistics and the oracle's view of them
+
+def sample(text, stopped=True):
+    return dict(text=text, ids=[ord(c) for c in text], stopped=stopped)
+
+
+def test_step_statistics_known_answers():
+    """Five prompts judged: a right pair the judge kept, a pair it got wrong and kept, an
+    oracle tie it found undecided, identical samples, and a pair it could not read (0.5:
+    too long for its context). The oracle scores the sorted answer 1, a one-mistake
+    answer 0.5, anything else 0."""
+    oracle = lambda p, r: {"1 2": 1.0, "2 1": 0.5, "1 1": 0.5}.get(r, 0.0)  # noqa: E731
+    a = [sample("1 2"), sample("1 1"), sample("2 1"), sample("1 2"), sample("1 2")]
+    b = [sample("2 1"), sample("1 2"), sample("1 1"), sample("1 2"), sample("x")]
+    p = torch.tensor([0.9, 0.8, 0.5, 0.5, 0.5])            # the second is wrong
+    flipped = torch.tensor([False, True, True, True, True])
+    kept = [dict(prompt="q", chosen=a[0], rejected=b[0]),
+            dict(prompt="q", chosen=a[1], rejected=b[1])]
+    st = selfjudge.pair_stats(kept, a, b, p, flipped, identical=1)
+    assert st["pairs"] == 2 and st["kept"] == 0.4 and st["identical"] == 0.2
+    assert st["judge_conf"] == pytest.approx((0.8 + 0.6) / 5)
+    assert st["judge_flips"] == pytest.approx(3 / 4)        # on the 4 pairs that differ
+    d = evaluate.kept_diagnostics(oracle, kept)
+    assert d["oracle_agree_kept"] == 0.5                   # kept: one right, one wrong
+    assert d["oracle_chosen_perfect"] == 0.5
+    d = evaluate.judged_diagnostics(oracle, ["q"] * 5, a, b, p)
+    assert d["oracle_agree_all"] == 0.5                    # ties and unread pairs don't count
+    assert d["oracle_ties"] == pytest.approx(1 / 4)        # "2 1" vs "1 1", of 4 that differ
+
+
+def test_step_statistics_of_offline_and_raft_steps():
+    oracle = lambda p, r: {"1 2": 1.0, "2 1": 0.5}.get(r, 0.0)  # noqa: E731
+    labelled = [dict(prompt="q", chosen=sample("2 1"), rejected=sample("1 2")),  # label wrong
+                dict(prompt="q", chosen=sample("1 2"), rejected=sample("x"))]
+    assert selfjudge.trained_on(labelled) == dict(pairs=2)
+    d = evaluate.kept_diagnostics(oracle, labelled)
+    assert d == dict(oracle_agree_kept=0.5, oracle_chosen_perfect=0.5)
+    cands = [[sample("x"), sample("2 1"), sample("1 2")], [sample("2 1"), sample("x")]]
+    winners = [dict(prompt="q", chosen=c[w]) for c, w in zip(cands, [1, 0])]
+    d = evaluate.kept_diagnostics(oracle, winners)
+    assert d == dict(oracle_chosen_perfect=0.0)
+    d = evaluate.winner_diagnostics(oracle, ["q", "q"], cands, [1, 0])
+    assert d == dict(oracle_winner_best=0.5)
+    assert selfjudge.trained_on([]) == dict(pairs=0, skipped=True)
