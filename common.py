@@ -257,42 +257,14 @@ def check_vocab(tok, model, where=""):
                          "checkpoint (pass the checkpoint's own tokenizer, or resize the model)")
 
 
-LOGIT_LIMIT = 1e4  # a trained model's logits stay within a few hundred
-
-
-@torch.no_grad()
-def diverged(model):
-    """What of the model has diverged, or None: the first weight holding NaN or inf, or
-    its outputs on a few tokens, NaN, inf or beyond +-LOGIT_LIMIT (weights finite but so
-    large that every probability is exactly 0 or 1, as one step at --lr=1e6 leaves them,
-    or that a forward pass overflows, as at --lr=1e30). One short forward pass, one host
-    sync."""
-    named = list(model.named_parameters())
-    was, n = model.training, min(8, model.config.block_size)
-    model.eval()
-    idx = torch.arange(n, device=named[0][1].device)[None] % model.config.vocab_size
-    logits = model(idx)[0]
-    model.train(was)
-    finite = [torch.isfinite(p).all() for _, p in named] + [torch.isfinite(logits).all()]
-    *ok, top = torch.cat([torch.stack(finite).float(), logits.abs().max()[None]]).tolist()
-    if not all(ok):
-        i = ok.index(0.0)
-        return (f"weight {named[i][0]} holds NaN or inf" if i < len(named) else
-                "the model's outputs are NaN or inf (its weights have grown too large)")
-    if top > LOGIT_LIMIT:
-        return (f"the model's logits reach {top:.1e}, where a trained model's stay within "
-                "a few hundred")
-    return None
-
-
 def stop_if_diverged(step, flags, values=None, model=None, path=None):
     """Stop a run at the step its training went non-finite, in one line: the step, what,
     the likely cause, and what is kept. values: the step's statistics, floats the caller
-    has already (the loss: no extra host sync); model: checked with diverged() (once per
+    has already (the loss: no extra host sync); model: checked with model.diverged() (once per
     save, or per step where the next step samples from it). path: the checkpoint the run
     saves to (by default flags' out_dir/ckpt.pt), which is left as it was."""
     bad = next((k for k, v in (values or {}).items() if not math.isfinite(v)), None)
-    what = f"the {bad} is {values[bad]}" if bad else model is not None and diverged(model)
+    what = f"the {bad} is {values[bad]}" if bad else model is not None and model.diverged()
     if not what:
         return
     if path is None and "out_dir" in flags:

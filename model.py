@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 IGNORE_INDEX = -100  # the one ignore index: targets with this value carry no loss
+LOGIT_LIMIT = 1e4    # a trained model's logits stay within a few hundred (GPT.diverged)
 
 
 @dataclass
@@ -198,13 +199,38 @@ class GPT(nn.Module):
         wpe = self.transformer["wpe"].weight.numel() if "wpe" in self.transformer else 0
         return sum(p.numel() for p in self.parameters()) - wpe
 
+    @torch.no_grad()
+    def diverged(self):
+        """What of the model has diverged, or None: the first weight holding NaN or inf, or
+        its outputs on a few tokens, NaN, inf or beyond +-LOGIT_LIMIT (weights finite but
+        so large that every probability is exactly 0 or 1, as one step at --lr=1e6 leaves
+        them, or that a forward pass overflows, as at --lr=1e30). One short forward pass,
+        one host sync: what common.stop_if_diverged checks before a save."""
+        named = list(self.named_parameters())
+        was, n = self.training, min(8, self.config.block_size)
+        self.eval()
+        idx = torch.arange(n, device=named[0][1].device)[None] % self.config.vocab_size
+        logits = self(idx)[0]
+        self.train(was)
+        finite = [torch.isfinite(p).all() for _, p in named] + [torch.isfinite(logits).all()]
+        *ok, top = torch.cat([torch.stack(finite).float(),
+                              logits.abs().max()[None]]).tolist()  # one host sync
+        if not all(ok):
+            i = ok.index(0.0)
+            return (f"weight {named[i][0]} holds NaN or inf" if i < len(named) else
+                    "the model's outputs are NaN or inf (its weights have grown too large)")
+        if top > LOGIT_LIMIT:
+            return (f"the model's logits reach {top:.1e}, where a trained model's stay "
+                    "within a few hundred")
+        return None
+
     def forward(self, idx, targets=None, cache=None, lengths=None):
         """idx (B, T) token ids -> logits (B, T, V) at every position, and the mean
         cross-entropy over targets (B, T) that are not IGNORE_INDEX (None without targets).
 
-        With a cache (sample.KVCache), idx continues each row at its filled length: row b's tokens take
-        positions cache.lengths[b] .. + T - 1, and cache.lengths grows by T, or by
-        lengths[b] when only the first lengths[b] tokens of row b are real (see hidden).
+        With a cache (sample.KVCache), idx continues each row at its filled length: row b's
+        tokens take positions cache.lengths[b] .. + T - 1, and cache.lengths grows by T, or
+        by lengths[b] when only the first lengths[b] tokens of row b are real (see hidden).
         """
         logits = self.lm_head(self.hidden(idx, cache, lengths)).float()  # (B, T, V), fp32
         loss = None
