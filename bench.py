@@ -147,7 +147,7 @@ def bench_jsft(argv, n_steps=20):
     model, tok = jsft.init_model(cfg, task, device)
     ex = jsft.build_examples(cfg, task, tok, model.config.block_size)
     opt, now = jsft.make_optimizer(model, cfg), timer(device)
-    (judge_pairs, _), (sft, _) = ex["judge"], ex["sft"]
+    judge_pairs, sft = ex.judge_pairs, ex.sft
     first = math.ceil(cfg.sft_warmup * cfg.max_steps)
     for i in range(first, first + 3 + n_steps):  # 3 untimed steps, then n_steps timed
         if i == first + 3:

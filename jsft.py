@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -98,12 +99,12 @@ def judge_examples(tok, pair, rationale=False):
     a_id, b_id = decision_ids(tok)
     c, p = pair["prompt"], pair.get("principle")
     out = []
-    for first, second, decision, rc in ((pair["chosen"], pair["rejected"], a_id, True),
-                                        (pair["rejected"], pair["chosen"], b_id, False)):
+    for first, second, decision, chosen_first in ((pair["chosen"], pair["rejected"], a_id, True),
+                                                  (pair["rejected"], pair["chosen"], b_id, False)):
         q = judge_query(tok, c, first, second, p)
         target = [decision]
         if rationale and "rationale_chosen" in pair and "rationale_rejected" in pair:
-            ra, rb = ((pair["rationale_chosen"], pair["rationale_rejected"]) if rc else
+            ra, rb = ((pair["rationale_chosen"], pair["rationale_rejected"]) if chosen_first else
                       (pair["rationale_rejected"], pair["rationale_chosen"]))
             target += encode_response(tok, f" {DECISIONS[0]} {ra} {DECISIONS[1]} {rb}")
         out.append((q + target, [IGNORE_INDEX] * len(q) + target))
@@ -272,10 +273,17 @@ def init_model(cfg, task, device):
     return model.to(device), tok
 
 
+class Examples(NamedTuple):
+    """(input ids, target ids) examples, each kind split into training and held out."""
+    sft: list                  # SFT examples to train on
+    judge_pairs: list          # judge examples to train on, grouped by pair (both orders)
+    sft_held_out: list         # the held-out tails, flat
+    judge_held_out: list
+
+
 def build_examples(cfg, task, tok, block_size):
     """Tokenized SFT examples and judge examples (two per pair, both orders) that fit the
-    context, each split into a training part and a held-out tail:
-    dict(sft=(train, held out), judge=(train grouped by pair, held out flat))."""
+    context, each split into a training part and a held-out tail (Examples)."""
     sft = task.require("sft") if cfg.judge_ratio < 1 else []
     pairs = task.require("pairs") if cfg.judge_ratio > 0 else []
     sft_ex = fitting(sft, [[sft_example(tok, r["prompt"], r["response"])] for r in sft],
@@ -285,9 +293,9 @@ def build_examples(cfg, task, tok, block_size):
     n_sft = len(sft_ex) - min(256, len(sft_ex) // 10)
     n_judge = len(judge_ex) - n_held_out(len(judge_ex))  # evaluate.py scores the same tail
     # judge training examples stay grouped by pair (both orders), so a batch can hold both
-    return dict(sft=([e for ex in sft_ex[:n_sft] for e in ex],
-                     [e for ex in sft_ex[n_sft:] for e in ex]),
-                judge=(judge_ex[:n_judge], [e for ex in judge_ex[n_judge:] for e in ex]))
+    flat = lambda groups: [e for g in groups for e in g]  # noqa: E731
+    return Examples(flat(sft_ex[:n_sft]), judge_ex[:n_judge], flat(sft_ex[n_sft:]),
+                    flat(judge_ex[n_judge:]))
 
 
 # -----------------------------------------------------------------------------
@@ -321,8 +329,8 @@ def held_out_losses(model, ex, cfg, device, step=None):
     """The held-out SFT and judge losses, as text ("n/a" for a part with no examples). At
     a step of the SFT warm-up the judge has not been trained yet, and the text says so
     (its loss there is large and means nothing)."""
-    sft = eval_loss(model, ex["sft"][1], device)
-    judge = eval_loss(model, ex["judge"][1], device, decision_weight=cfg.decision_weight)
+    sft = eval_loss(model, ex.sft_held_out, device)
+    judge = eval_loss(model, ex.judge_held_out, device, decision_weight=cfg.decision_weight)
     untrained = step is not None and step <= cfg.sft_warmup * cfg.max_steps
     return (f"held-out sft loss {_fmt(sft)}, judge loss {_fmt(judge)}"
             + (" (the judge is not trained yet: --sft_warmup's steps are demonstrations "
@@ -348,7 +356,7 @@ def train(model, opt, tok, cfg, ex, start, device):
     bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, desc="jsft",
                dynamic_ncols=True, disable=None if master else True)
     for step in bar:
-        loss = train_step(net, opt, cfg, step, ex["judge"][0], ex["sft"][0], device).item()
+        loss = train_step(net, opt, cfg, step, ex.judge_pairs, ex.sft, device).item()
         stop_if_diverged(step + 1, cfg, dict(loss=loss))  # and save_checkpoint checks weights
         bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr_at(step, cfg):.1e}")
         if cfg.eval_interval and (step + 1) % cfg.eval_interval == 0 and step + 1 < cfg.max_steps:
@@ -462,10 +470,10 @@ def main(argv=None):
 
     # 2) data: SFT examples (loss on responses) and judge examples (loss on decisions)
     ex = build_examples(cfg, task, tok, model.config.block_size)
-    print(f"examples: sft {len(ex['sft'][0])} train / {len(ex['sft'][1])} held out; judge "
-          f"{2 * len(ex['judge'][0])} train / {len(ex['judge'][1])} held out (each pair in "
+    print(f"examples: sft {len(ex.sft)} train / {len(ex.sft_held_out)} held out; judge "
+          f"{2 * len(ex.judge_pairs)} train / {len(ex.judge_held_out)} held out (each pair in "
           f"both orders); judge_ratio {cfg.judge_ratio}")
-    if not ex["sft"][0] and not ex["judge"][0]:
+    if not ex.sft and not ex.judge_pairs:
         raise DataError(f"{cfg.data}: nothing to train on")
     # the final report's prompts, checked now: one too long to judge must not cost the run
     prompts = readiness_prompts(tok, task, model.config.block_size, cfg.eval_prompts,
