@@ -22,7 +22,7 @@ from tqdm import tqdm
 from common import get_device, load_checkpoint, parse_flags
 from data.task import fully_right_rate, load_task, mean_score, tokenized_pairs, win_rate
 from judge import (fit_prompts, held_out_pairs, heldout_judgment, judge_by_principles,
-                   judge_orders, position_flips, rate, swap_average, task_principles,
+                   judge_orders, follows_position, rate, swap_average, task_principles,
                    tournament)
 from sample import batched_logps, sample_responses
 
@@ -75,9 +75,10 @@ def agreement_metrics(ab, ba, sa, sb, best, same):
     oracle's scores sa, sb (N,). best (N,): the best score among the prompt's samples;
     same (N,) bool: the two responses are identical. On the pairs the oracle tells apart
     and the judge could read: agreement (both orders averaged, and one order only),
-    position flips, agreement on the confident judgments (|2p-1| >= 0.5, what selfjudge.py
-    trains on by default), and agreement split between pairs holding the prompt's best
-    sample and pairs of two lesser ones. Also the tie rate and the unread rate."""
+    decisions that follow the position, agreement on the confident judgments (|2p-1| >=
+    0.5, what selfjudge.py trains on by default), and agreement split between pairs
+    holding the prompt's best sample and pairs of two lesser ones. Also the tie rate and
+    the unread rate."""
     p = swap_average(ab, ba)
     diff = sa - sb
     # exactly 0.5 on two different responses: too long for the context (identical
@@ -92,7 +93,7 @@ def agreement_metrics(ab, ba, sa, sb, best, same):
                 agreement_one_order=rate((ab[:, 0] > ab[:, 1]) == (diff > 0), told),
                 decided=n, tie_rate=(diff == 0).float().mean().item(),
                 undecided=unread.float().mean().item(),
-                position_flip=rate(position_flips(ab, ba), told),
+                by_position=rate(follows_position(ab, ba), told),
                 agreement_confident=rate(right, sure),
                 confident_share=sure.sum().item() / n if n else float("nan"),
                 agreement_top=rate(right, told & top), agreement_rest=rate(right, told & ~top),
@@ -123,7 +124,7 @@ def describe_agreement(r):
     return (f"judge on the policy's own pairs: agrees with the oracle on {r['agreement']:.1%} "
             f"of the {r['decided']} pairs the oracle tells apart (one order only: "
             f"{r['agreement_one_order']:.1%}); oracle ties {r['tie_rate']:.1%}; "
-            f"decisions that follow the position on those pairs {r['position_flip']:.1%}"
+            f"decisions that follow the position on those pairs {r['by_position']:.1%}"
             + (f"; on the {r['confident_share']:.0%} judged with confidence |2p-1| >= 0.5 "
                f"it agrees on {r['agreement_confident']:.1%}" if r.get("confident_share")
                else "")
@@ -426,7 +427,7 @@ def main(argv=None):
     h = heldout_judgment(model, tok, task)
     if h:
         print(f"agreement with the task's labels on {h['label_pairs']} held-out pairs: "
-              f"{h['label_agreement']:.1%}; decisions by position {h['label_flips']:.1%}"
+              f"{h['label_agreement']:.1%}; decisions by position {h['label_by_position']:.1%}"
               + (f" ({h['label_unread']} more too long to judge)" if h["label_unread"] else ""))
     if task.oracle is not None:
         r = onpolicy_agreement(model, tok, prompts, task.oracle, g, cfg.temperature, n_new,

@@ -30,7 +30,7 @@ from common import (autocast, check_out_dir, check_vocab, ddp_done, ddp_init, dd
 from data.chat import add_chat_tokens, encode_query, encode_response, load_tokenizer
 from data.task import DataError, fitting, load_task, n_held_out, train_tokenizer
 from evaluate import describe_agreement, policy_report
-from judge import (DECISIONS, FLIPS, TRUSTED, decision_ids, describe_labels, fit_prompts,
+from judge import (DECISIONS, MOST_BY_POSITION, TRUSTED, decision_ids, describe_labels, fit_prompts,
                    gate_failure, heldout_judgment, judge_query, near_chance, task_principles)
 from model import GPT, GPTConfig, IGNORE_INDEX
 from sample import pad_right, rows_per_chunk
@@ -379,26 +379,27 @@ def verdict(r):
     judge, and did the policy learn the task? Plain words and what to try."""
     lines = []
     if r.get("decided"):
-        agree, flips, on = r["agreement"], r["position_flip"], "the policy's own pairs"
+        agree, by_position, on = r["agreement"], r["by_position"], "the policy's own pairs"
     elif "label_agreement" in r:
-        agree, flips, on = r["label_agreement"], r["label_flips"], "the held-out labelled pairs"
+        agree, by_position = r["label_agreement"], r["label_by_position"]
+        on = "the held-out labelled pairs"
     else:
         agree = None
     if agree is not None:
-        seen = f"{agree:.1%} agreement on {on}, decisions by position {flips:.1%}"
-        if near_chance(agree, flips):
+        seen = f"{agree:.1%} agreement on {on}, decisions by position {by_position:.1%}"
+        if near_chance(agree, by_position):
             lines.append(f"verdict: the judge is NEAR CHANCE ({seen}). Self-training on its "
                          "judgments would learn from coin flips, and its confidence filter "
                          "may keep no pair at all. Try more steps (--max_steps), a larger "
                          "model, or check that pairs.jsonl's labels say what you mean.")
-        elif agree < TRUSTED or flips > FLIPS:
+        elif agree < TRUSTED or by_position > MOST_BY_POSITION:
             lines.append(f"verdict: the judge is WEAK ({seen}; targets {TRUSTED:.0%} and "
-                         f"{FLIPS:.0%}). Self-training keeps only its confident judgments; "
-                         "expect a small gain, and watch the oracle score and "
+                         f"{MOST_BY_POSITION:.0%}). Self-training keeps only its confident "
+                         "judgments; expect a small gain, and watch the oracle score and "
                          "heldout_pref_acc for over-optimisation. More steps help most.")
         else:
             lines.append(f"verdict: the judge is ready for self-training ({seen}).")
-    if "label_agreement" in r and near_chance(r["label_agreement"], r["label_flips"]):
+    if "label_agreement" in r and near_chance(r["label_agreement"], r["label_by_position"]):
         lines.append(f"verdict: selfjudge.py will refuse this judge: {gate_failure(r)}. "
                      "Train it further (--max_steps), or pass --allow_weak_judge to "
                      "selfjudge.py to see what happens.")
@@ -410,9 +411,8 @@ def verdict(r):
 
 
 def readiness_prompts(tok, task, block_size, n, skip=False):
-    """The held-out prompts (test.jsonl, else prompts.jsonl; the first n) that readiness
-    samples and judges, each leaving room for two responses of REPORT_NEW_TOKENS in a
-    judge prompt; none for a task without an oracle."""
+    """The first n held-out prompts (test.jsonl, else prompts.jsonl) readiness samples and
+    judges, with room for two responses of REPORT_NEW_TOKENS; none without an oracle."""
     if task.oracle is None:
         return []
     return fit_prompts(tok, (task.test or task.prompts or [])[:n], block_size,

@@ -174,7 +174,7 @@ def swap_average(ab, ba):
     # --- end exercise ---
 
 
-def position_flips(ab, ba):
+def follows_position(ab, ba):
     """(N,) bool: the single-order decisions name the same letter in both orders, so the
     decision followed the position, not the responses. ab, ba: (N, 2) from judge_orders."""
     return (ab[:, 0] > ab[:, 1]) == (ba[:, 0] > ba[:, 1])
@@ -205,20 +205,20 @@ def task_principles(task):
 
 
 def judge_by_principles(model, tok, contexts, responses_a, responses_b, principles=(None,)):
-    """A judgment under a task's principles: (p, flipped), each (N,). p = P(a better):
+    """A judgment under a task's principles: (p, by_position), each (N,). p = P(a better):
     judge_prob's for one principle; for several, the majority vote's side with the mean
-    probability's confidence. flipped: the decision followed the position under some
-    principle (position_flips), a by-product of judging both orders."""
+    probability's confidence. by_position: the decision followed the position under some
+    principle (follows_position), a by-product of judging both orders."""
     if len(contexts) == 0:
         return torch.zeros(0), torch.zeros(0, dtype=torch.bool)
     orders = [judge_orders(model, tok, contexts, responses_a, responses_b, q)
               for q in principles]
     probs = torch.stack([swap_average(ab, ba) for ab, ba in orders])      # (K, N)
-    flipped = torch.stack([position_flips(ab, ba) for ab, ba in orders]).any(0)
+    by_position = torch.stack([follows_position(ab, ba) for ab, ba in orders]).any(0)
     if len(principles) == 1:
-        return probs[0], flipped
+        return probs[0], by_position
     wins, mean = majority(probs)
-    return torch.where(wins, mean.clamp(min=0.5 + 1e-6), mean.clamp(max=0.5 - 1e-6)), flipped
+    return torch.where(wins, mean.clamp(min=0.5 + 1e-6), mean.clamp(max=0.5 - 1e-6)), by_position
 
 
 # -----------------------------------------------------------------------------
@@ -242,7 +242,7 @@ def heldout_judgment(model, tok, task):
     p = swap_average(ab, ba)
     read = p != 0.5
     return dict(label_agreement=rate(p > 0.5, read),
-                label_flips=rate(position_flips(ab, ba), read), label_pairs=int(read.sum()),
+                label_by_position=rate(follows_position(ab, ba), read), label_pairs=int(read.sum()),
                 label_unread=len(rows) - int(read.sum()))
 
 
@@ -252,27 +252,28 @@ def held_out_pairs(task):
 
 
 # what jsft.py's verdict and selfjudge.py's gate read there: agreement below CHANCE, or
-# decisions that follow the position on more than CHANCE_FLIPS of the pairs, are little
-# better than a coin (selfjudge.py refuses such a judge); TRUSTED and FLIPS are the targets
-CHANCE, CHANCE_FLIPS, TRUSTED, FLIPS = 0.65, 0.35, 0.85, 0.10
+# decisions that follow the position on more than CHANCE_BY_POSITION of the pairs, are
+# little better than a coin (selfjudge.py refuses such a judge); TRUSTED and
+# MOST_BY_POSITION are the targets
+CHANCE, CHANCE_BY_POSITION, TRUSTED, MOST_BY_POSITION = 0.65, 0.35, 0.85, 0.10
 
 
-def near_chance(agreement, flips):
+def near_chance(agreement, by_position):
     """A judge little better than a coin: too often wrong, or led by the position."""
-    return agreement < CHANCE or flips > CHANCE_FLIPS
+    return agreement < CHANCE or by_position > CHANCE_BY_POSITION
 
 
 def describe_labels(h):
     """heldout_judgment's label metrics, in words: what selfjudge.py's gate looks at."""
     return (f"on the {h['label_pairs']} held-out labelled pairs it agrees with the labels on "
             f"{h['label_agreement']:.1%} and its decisions follow the position on "
-            f"{h['label_flips']:.1%}")
+            f"{h['label_by_position']:.1%}")
 
 
 def gate_failure(h):
     """Why selfjudge.py refuses a judge."""
     return (f"{describe_labels(h)}, where self-training needs at least {CHANCE:.0%} and at "
-            f"most {CHANCE_FLIPS:.0%}")
+            f"most {CHANCE_BY_POSITION:.0%}")
 
 
 def check_judge(as_judge, tok, task, allow_weak=False):
@@ -286,7 +287,7 @@ def check_judge(as_judge, tok, task, allow_weak=False):
     if not h or not h["label_pairs"]:
         return
     print(f"judge: {describe_labels(h)}")
-    if near_chance(h["label_agreement"], h["label_flips"]) and not allow_weak:
+    if near_chance(h["label_agreement"], h["label_by_position"]) and not allow_weak:
         raise ValueError(f"the judge is too weak to self-train on: {gate_failure(h)}; "
                          "training on its judgments would do harm. Train it further "
                          "(jsft.py's last lines say how it stands), or pass "
@@ -299,14 +300,14 @@ GUARD_STEPS = 50  # the judge's position bias is averaged over this many steps
 def judge_blind(recent, stats, limit):
     """selfjudge.py's guard against a judge the policy has outgrown: on-policy, each step
     measures on the policy's own pairs how often the judge's decisions follow the position
-    (stats' judge_flips, position_flips). A judge that reads the content does so rarely;
+    (stats' judge_by_position, follows_position). A judge that reads the content does so rarely;
     once the policy's answers differ only where the judge cannot see, it does so often,
     and it is also wrong on more of the pairs it decides (the oracle's diagnostics show
     both at once on data/words, README "Why on-policy?"). Returns the mean over the last
     GUARD_STEPS steps once it passes limit, else None; recent: that window (a list)."""
-    flips = stats.get("judge_flips")
-    if limit and flips is not None and not math.isnan(flips):  # nan: no pair differed
-        recent.append(flips)
+    share = stats.get("judge_by_position")
+    if limit and share is not None and not math.isnan(share):  # nan: no pair differed
+        recent.append(share)
         del recent[:-GUARD_STEPS]
         if len(recent) == GUARD_STEPS and sum(recent) / GUARD_STEPS > limit:
             return sum(recent) / GUARD_STEPS
@@ -371,7 +372,7 @@ def main(argv=None):
           f"a shown as A: P(\"A\") {ab[0, 0]:.3f}, P(\"B\") {ab[0, 1]:.3f}\n"
           f"a shown as B: P(\"A\") {ba[0, 0]:.3f}, P(\"B\") {ba[0, 1]:.3f}\n"
           f"P(a better) = {swap_average(ab, ba)[0]:.3f}, both orders averaged"
-          + ("; the decision followed the position" if position_flips(ab, ba)[0] else ""))
+          + ("; the decision followed the position" if follows_position(ab, ba)[0] else ""))
 
 
 if __name__ == "__main__":

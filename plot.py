@@ -220,7 +220,7 @@ def figures(cfg):
                               COLORS[1], cfg.smooth, dash=True)
              + seeds_and_mean(roots, "selfjudge", "kept", "share kept (|2p-1| >= 0.5)",
                               COLORS[2], cfg.smooth)
-             + seeds_and_mean(roots, "selfjudge", "judge_flips", "decisions by position",
+             + seeds_and_mean(roots, "selfjudge", "judge_by_position", "decisions by position",
                               COLORS[3], cfg.smooth))
     if agree:  # the guard's line: selfjudge.py stops where 50 steps' mean crosses it
         agree.append(dict(label="guard (--max_position_bias)", x=[0, agree[0]["x"][-1]],
@@ -244,11 +244,11 @@ def figures(cfg):
                              COLORS[0], dash=True))
     why = (seeds_and_mean(roots, "overopt", "oracle_agree_kept", "aggressive: judge right",
                           COLORS[1], cfg.smooth)
-           + seeds_and_mean(roots, "overopt", "judge_flips", "aggressive: by position",
+           + seeds_and_mean(roots, "overopt", "judge_by_position", "aggressive: by position",
                             COLORS[1], cfg.smooth, dash=True)
            + seeds_and_mean(roots, "overopt_guard", "oracle_agree_kept", "defaults: judge right",
                             COLORS[0], cfg.smooth)
-           + seeds_and_mean(roots, "overopt_guard", "judge_flips", "defaults: by position",
+           + seeds_and_mean(roots, "overopt_guard", "judge_by_position", "defaults: by position",
                             COLORS[0], cfg.smooth, dash=True))
     if why:
         out[f"{cfg.task}_overopt_judge.svg"] = line_chart(

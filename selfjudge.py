@@ -228,9 +228,9 @@ def onpolicy_pairs(setup, g):
     batch = pick(setup.prompts, cfg.batch_size, g)
     a, b = zip(*sample(setup.policy, tok, batch, 2, setup.n_new, cfg, g))          # a)
     with setup.as_judge() as j:                                                      # b)
-        p, flipped = judge_by_principles(j, tok, batch, texts(a), texts(b), setup.principles)
+        p, by_position = judge_by_principles(j, tok, batch, texts(a), texts(b), setup.principles)
     pairs, skipped = make_pairs(batch, a, b, p.tolist(), cfg.min_confidence, cfg.cutoff)  # c)
-    return Step(pairs, pair_stats(pairs, a, b, p, flipped, skipped["identical"]),
+    return Step(pairs, pair_stats(pairs, a, b, p, by_position, skipped["identical"]),
                 dict(judged=len(batch), **skipped),
                 lambda oracle: judged_diagnostics(oracle, batch, a, b, p))
 
@@ -285,15 +285,15 @@ def trained_on(examples):
     return dict(pairs=len(examples), **({} if examples else dict(skipped=True)))
 
 
-def pair_stats(pairs, a, b, p, flipped, identical):
+def pair_stats(pairs, a, b, p, by_position, identical):
     """An on-policy step's numbers: pairs trained on, the share of the batch kept, of
     identical pairs, the judge's mean confidence |2p-1|, how often its decisions followed
-    the position on the pairs that differ (judge_flips), responses' length in tokens."""
+    the position on the pairs that differ (judge_by_position), responses' length in tokens."""
     n = len(a)
     differ = torch.tensor([x["ids"] != y["ids"] for x, y in zip(a, b)])
     return dict(trained_on(pairs), kept=len(pairs) / n, identical=identical / n,
                 judge_conf=(2 * (p - 0.5).abs()).mean().item(),
-                judge_flips=rate(flipped, differ),
+                judge_by_position=rate(by_position, differ),
                 resp_len=sum(len(x["ids"]) for x in a + b) / (2 * n))
 
 

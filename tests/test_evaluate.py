@@ -150,9 +150,9 @@ def test_position_flips_are_counted_on_the_scored_pairs_not_on_identical_ones(mo
 
     perfect, biased = judged(False), judged(True)
     assert perfect["decided"] == 2 and perfect["agreement"] == 1.0
-    assert perfect["position_flip"] == 0.0
+    assert perfect["by_position"] == 0.0
     assert biased["agreement"] == 1.0 and biased["agreement_one_order"] == 0.5
-    assert biased["position_flip"] == 1.0
+    assert biased["by_position"] == 1.0
     # confidence: the perfect judge is sure of every pair, the biased one (p = 0.65) of none
     assert perfect["confident_share"] == 1.0 and perfect["agreement_confident"] == 1.0
     assert biased["confident_share"] == 0.0

@@ -309,7 +309,7 @@ def test_the_warm_ups_judge_loss_is_labelled_untrained(tmp_path, capsys):
 def test_verdict_says_plainly_when_the_judge_is_near_chance_weak_or_ready():
     """A judge at chance used to end JSFT with numbers only, and stage 2 then trained on
     nothing. The verdict names the state and what to try."""
-    own = lambda agree, flips: dict(decided=300, agreement=agree, position_flip=flips)  # noqa
+    own = lambda agree, flips: dict(decided=300, agreement=agree, by_position=flips)  # noqa
     assert "NEAR CHANCE (58.7% agreement on the policy's own pairs, decisions by position 58.7%)" \
         in jsft.verdict(own(0.587, 0.587))[0]
     assert "NEAR CHANCE" in jsft.verdict(own(0.9, 0.44))[0]   # follows the position
@@ -317,7 +317,7 @@ def test_verdict_says_plainly_when_the_judge_is_near_chance_weak_or_ready():
     assert "WEAK" in jsft.verdict(own(0.9, 0.2))[0]
     assert "ready for self-training" in jsft.verdict(own(0.92, 0.07))[0]
     # without an oracle (or no pair it tells apart): the held-out labels
-    labels = dict(decided=0, label_agreement=0.55, label_flips=0.1, label_pairs=256)
+    labels = dict(decided=0, label_agreement=0.55, label_by_position=0.1, label_pairs=256)
     assert "NEAR CHANCE (55.0% agreement on the held-out labelled pairs" \
         in jsft.verdict(labels)[0]
     assert jsft.verdict({}) == []
@@ -327,8 +327,8 @@ def test_verdict_says_when_selfjudge_will_refuse_the_judge():
     """The short class run once ended JSFT with "WEAK ... expect a small gain" and then
     selfjudge.py refused the judge on the held-out labels (78.1%, flips 35.9%): the verdict
     now says so first, with the same numbers and thresholds as the refusal."""
-    r = dict(decided=300, agreement=0.732, position_flip=0.301, label_agreement=0.781,
-             label_flips=0.359, label_pairs=256)
+    r = dict(decided=300, agreement=0.732, by_position=0.301, label_agreement=0.781,
+             label_by_position=0.359, label_pairs=256)
     weak, refused = jsft.verdict(r)
     assert "WEAK (73.2% agreement" in weak
     assert refused == (
@@ -336,8 +336,8 @@ def test_verdict_says_when_selfjudge_will_refuse_the_judge():
         "agrees with the labels on 78.1% and its decisions follow the position on 35.9%, "
         "where self-training needs at least 65% and at most 35%. Train it further "
         "(--max_steps), or pass --allow_weak_judge to selfjudge.py to see what happens.")
-    assert len(jsft.verdict(dict(r, label_flips=0.34))) == 1   # passes the gate
-    assert len(jsft.verdict(dict(r, label_flips=0.1, label_agreement=0.6))) == 2
+    assert len(jsft.verdict(dict(r, label_by_position=0.34))) == 1   # passes the gate
+    assert len(jsft.verdict(dict(r, label_by_position=0.1, label_agreement=0.6))) == 2
 
 
 def test_verdict_says_when_the_policy_learned_little():

@@ -331,4 +331,4 @@ def test_heldout_judgment_reads_the_labels_in_both_orders(monkeypatch):
         return shown_ab, shown_ba
     monkeypatch.setattr(judge, "judge_orders", orders)
     h = judge.heldout_judgment(None, None, task)
-    assert h == dict(label_agreement=0.75, label_flips=0.25, label_pairs=4, label_unread=1)
+    assert h == dict(label_agreement=0.75, label_by_position=0.25, label_pairs=4, label_unread=1)

@@ -661,7 +661,7 @@ def test_judge_blind_fires_on_the_window_mean_and_skips_steps_without_a_pair(mon
     limit 0 turns it off, and modes that judge no pair (offline) never fire it."""
     monkeypatch.setattr(judge, "GUARD_STEPS", 3)
     blind = lambda flips, limit=0.25: [  # noqa: E731
-        judge.judge_blind(recent, dict(judge_flips=f), limit)
+        judge.judge_blind(recent, dict(judge_by_position=f), limit)
         for recent in [[]] for f in flips]
     assert blind([0.3, 0.3]) == [None, None]                    # the window is not full yet
     assert blind([0.2, 0.2, 0.3]) == [None, None, None]         # mean 0.233
@@ -703,7 +703,7 @@ def test_every_key_of_metrics_jsonl_has_a_glossary_entry(task_and_ckpt, tmp_path
     for mode in ("onpolicy", "raft", "offline"):
         _, rows = run_selfjudge(task_and_ckpt, tmp_path / mode, f"--mode={mode}")
         keys |= {k for r in rows for k in r}
-    assert {"judge_flips", "eval_win_rate_vs_ref", "oracle_winner_best"} <= keys
+    assert {"judge_by_position", "eval_win_rate_vs_ref", "oracle_winner_best"} <= keys
     missing = sorted(k for k in keys if f"`{k}`" not in doc)
     assert not missing, f"metrics.jsonl keys with no entry in docs/metrics.md: {missing}"
 
@@ -732,13 +732,13 @@ def test_step_statistics_known_answers():
     a = [sample("1 2"), sample("1 1"), sample("2 1"), sample("1 2"), sample("1 2")]
     b = [sample("2 1"), sample("1 2"), sample("1 1"), sample("1 2"), sample("x")]
     p = torch.tensor([0.9, 0.8, 0.5, 0.5, 0.5])            # the second is wrong
-    flipped = torch.tensor([False, True, True, True, True])
+    by_position = torch.tensor([False, True, True, True, True])
     kept = [dict(prompt="q", chosen=a[0], rejected=b[0]),
             dict(prompt="q", chosen=a[1], rejected=b[1])]
-    st = selfjudge.pair_stats(kept, a, b, p, flipped, identical=1)
+    st = selfjudge.pair_stats(kept, a, b, p, by_position, identical=1)
     assert st["pairs"] == 2 and st["kept"] == 0.4 and st["identical"] == 0.2
     assert st["judge_conf"] == pytest.approx((0.8 + 0.6) / 5)
-    assert st["judge_flips"] == pytest.approx(3 / 4)        # on the 4 pairs that differ
+    assert st["judge_by_position"] == pytest.approx(3 / 4)        # on the 4 pairs that differ
     d = evaluate.kept_diagnostics(oracle, kept)
     assert d["oracle_agree_kept"] == 0.5                   # kept: one right, one wrong
     assert d["oracle_chosen_perfect"] == 0.5
