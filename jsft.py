@@ -332,13 +332,10 @@ def held_out_losses(model, ex, cfg, device, step=None):
     sft = eval_loss(model, ex.sft_held_out, device)
     judge = eval_loss(model, ex.judge_held_out, device, decision_weight=cfg.decision_weight)
     untrained = step is not None and step <= cfg.sft_warmup * cfg.max_steps
-    return (f"held-out sft loss {_fmt(sft)}, judge loss {_fmt(judge)}"
+    fmt = lambda x: "n/a" if x is None else f"{x:.4f}"  # noqa: E731 (a NaN prints as nan)
+    return (f"held-out sft loss {fmt(sft)}, judge loss {fmt(judge)}"
             + (" (the judge is not trained yet: --sft_warmup's steps are demonstrations "
                "alone)" if untrained else ""))
-
-
-def _fmt(x):  # a NaN prints as nan: "n/a" is for a part without examples only
-    return "n/a" if x is None else f"{x:.4f}"
 
 
 def train(model, opt, tok, cfg, ex, start, device):
@@ -472,7 +469,8 @@ def main(argv=None):
     ex = build_examples(cfg, task, tok, model.config.block_size)
     print(f"examples: sft {len(ex.sft)} train / {len(ex.sft_held_out)} held out; judge "
           f"{2 * len(ex.judge_pairs)} train / {len(ex.judge_held_out)} held out (each pair in "
-          f"both orders); judge_ratio {cfg.judge_ratio}")
+          f"both orders); judge_ratio {cfg.judge_ratio}; docs/metrics.md, \"What jsft.py "
+          "prints\", says what each number means")
     if not ex.sft and not ex.judge_pairs:
         raise DataError(f"{cfg.data}: nothing to train on")
     # the final report's prompts, checked now: one too long to judge must not cost the run
