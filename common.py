@@ -507,6 +507,46 @@ def metrics_log(path, resume_step=0):
     return log
 
 
+
+# -----------------------------------------------------------------------------
+# progress
+
+class _Lines:
+    """progress() where output is not a terminal: one plain line every `every` of the
+    loop's steps or every `seconds`, whichever comes first, and one at the end, so a run
+    whose output goes to a file or a pipe is never silent for long."""
+
+    def __init__(self, iterable, total, desc, start, every, seconds):
+        self.iterable, self.total, self.desc, self.start = iterable, total, desc, start
+        self.every, self.seconds, self.postfix = max(1, round(every * total)), seconds, {}
+
+    def set_postfix(self, **values):
+        self.postfix = values
+
+    def __iter__(self):
+        import time
+        t0 = last = time.time()
+        mark = self.start + self.every
+        for done, x in enumerate(self.iterable, self.start + 1):
+            yield x  # the loop's body runs here: the line below reports it done
+            now = time.time()
+            if done >= mark or done == self.total or now - last >= self.seconds:
+                extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
+                print(f"{self.desc}: {done} of {self.total} ({done / self.total:.0%}), "
+                      f"{now - t0:.0f}s{extra}", flush=True)
+                last, mark = now, done + self.every
+
+
+def progress(iterable, total, desc, start=0, disable=False, every=0.1, seconds=60):
+    """A long loop's progress: tqdm's bar on a terminal; elsewhere (a log file, CI, a
+    pipe) a line every tenth of the loop or every minute, e.g. 'jsft: 500 of 2000 (25%),
+    41s, loss 0.812'. Both take set_postfix(name=value)."""
+    from tqdm import tqdm
+    if disable or sys.stderr.isatty():
+        return tqdm(iterable, initial=start, total=total, desc=desc, dynamic_ncols=True,
+                    disable=disable)
+    return _Lines(iterable, total, desc, start, every, seconds)
+
 if __name__ == "__main__":  # python common.py CKPT: what a checkpoint holds
     try:
         if len(sys.argv) != 2:

@@ -29,10 +29,10 @@ from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from common import (get_device, load_checkpoint, metrics_log, out_dir_ready, parse_flags,
                     resume_from, save_checkpoint, stop_if_diverged)
+from common import progress  # a bar on a terminal, a line a tenth in a log
 from data.chat import encode_query
 from data.task import load_task, training_pairs
 from evaluate import (check_judge, idle_reason, policy_evaluator, step_diagnostics, step_stats,
@@ -109,7 +109,7 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
     The caller chooses the log-probabilities: selfjudge.py passes summed ones for sigmoid
     and hinge and per-token means for ipo (as IPO is usually run).
     Returns (loss scalar, chosen_rewards (B,), rejected_rewards (B,)); the rewards are the
-    implicit beta * log-ratios, detached.
+    implicit beta * log-ratios, detached. Another kind raises ValueError("unknown loss ...").
     """
     # --- exercise dpo_loss (solution below) ---
     chosen_ratio = policy_chosen_logps - ref_chosen_logps
@@ -143,7 +143,10 @@ def make_pairs(prompts, samples_a, samples_b, p_a, min_confidence=0.0, cutoff="d
     """c) Turn judgments into (prompt, chosen, rejected) training pairs: the winner is
     chosen. Skipped, and counted: identical samples (nothing to learn), judgments of
     exactly 0.5 or below min_confidence (undecided), and with cutoff="drop" any pair with
-    a sample that hit the length limit. samples: dicts with "ids", "text", "stopped"."""
+    a sample that hit the length limit. samples: dicts with "ids", "text", "stopped".
+    Returns (pairs, skipped): pairs are dicts prompt, chosen, rejected (the samples) and
+    confidence max(p, 1 - p); skipped = dict(identical=, undecided=, cut_off=), a pair
+    counted once, under the first of these reasons that holds."""
     # --- exercise make_pairs (solution below) ---
     pairs, skipped = [], dict(identical=0, undecided=0, cut_off=0)
     for c, a, b, p in zip(prompts, samples_a, samples_b, p_a):
@@ -371,8 +374,7 @@ def train(run, oracle, evaluate, log, start):
     skipping, and `stopped`, the step and the bias where the guard stopped the run."""
     cfg, source = run.cfg, SOURCES[run.cfg.mode]
     tally, recent = Counter(), deque(maxlen=GUARD_STEPS)
-    bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps,
-               desc=cfg.mode, dynamic_ncols=True, disable=None)
+    bar = progress(range(start, cfg.max_steps), cfg.max_steps, cfg.mode, start)
     for step in bar:
         g = torch.Generator(device=run.device).manual_seed(cfg.seed * 1_000_003 + step)
         examples, judged = source(run, g)
