@@ -433,12 +433,14 @@ def cmd_check(args):
           f"{'failed':>8s} {'skipped':>8s}  caught")
     for name in order:
         a, o = res["alone", name], res["others blank", name]
-        caught = a.tests > 0 and a.failed > 0
+        caught = a.tests > 0 and a.failed == a.tests
         print(f"{name:18s} {a.tests:9d} {a.failed:7d} {a.seconds:8.1f}   {o.failed:8d} "
               f"{o.skipped:8d}  {'yes' if caught else 'NO'}")
         if not caught:
-            problems.append(f"exercise {name} blank: {a.failed} of its {a.tests} tests fail, "
-                            f"so a student's empty solution passes:\n{a.tail}")
+            passing = [n for (_, n), (o, _) in a.cases.items() if o == "passed"]
+            problems.append(f"exercise {name} blank: {a.failed} of its {a.tests} tests fail; "
+                            f"{', '.join(passing) or 'the rest'} pass without it, so they do not "
+                            f"check it (mark them with what they check, or nothing)\n{a.tail}")
         if o.failed:
             blank = sorted(set(re.findall(r"exercise (\w+): your code here", o.tail)) - {name})
             problems.append(f"exercise {name}'s tests fail with every other exercise blank: "

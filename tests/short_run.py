@@ -109,14 +109,14 @@ def check(text, ranges=RANGES):
     good = True
     for name, (lo, hi) in ranges.items():
         if name not in got:
-            lines.append(f"{name:54s} {f'{lo:g}-{hi:g}':>15s} {'-':>8s} {'':>6s}  "
+            lines.append(f"{name:54s} {f'{lo:g} to {hi:g}':>15s} {'-':>8s} {'':>6s}  "
                          "NO: not printed")
             good = False
             continue
         v, se = got[name]
         ok = lo <= v <= hi
         good &= ok
-        lines.append(f"{name:54s} {f'{lo:g}-{hi:g}':>15s} {v:8.3f} {se:6.3f}  "
+        lines.append(f"{name:54s} {f'{lo:g} to {hi:g}':>15s} {v:8.3f} {se:6.3f}  "
                      f"{'ok' if ok else 'NO'}")
     return lines, good
 
@@ -157,8 +157,8 @@ def main(argv):
         return 2
     with open(argv[0], encoding="utf-8") as f:
         lines, good = check(f.read())
-    print("\nself-check: the short run against the ranges measured over seeds and thread "
-          "counts (tests/short_run.py, docs/exercises.md, \"The short run\")")
+    print("\nself-check: this run against the ranges measured over seeds and thread counts\n"
+          "(tests/short_run.py, docs/exercises.md, \"The short run\")")
     print("\n".join(lines))
     print("every quantity is inside its range" if good else
           "some quantity is outside its range (NO): a seed can land just outside, but more "

@@ -22,6 +22,7 @@ def kit(*args, cwd=ROOT):
     return p.returncode, p.stdout + p.stderr
 
 
+@pytest.mark.e2e  # the kit on the teacher's copy: a student copy's solutions are blank
 def test_the_exercise_page_agrees_with_the_marks():
     """Each section's test count and needs, and the order table's solution lengths, are
     what the marks and the markers say (the counts had drifted by hand)."""
@@ -37,6 +38,7 @@ def test_only_takes_several_names_and_refuses_unknown_ones():
         exercises.parse_only("dpo_loss,dpo_los", ex)
 
 
+@pytest.mark.e2e
 def test_blank_exercises_are_found_and_a_written_one_is_not(tmp_path):
     exercises.copy_repo(str(tmp_path / "a"), {"swap_average", "dpo_loss"})
     assert exercises.blank_exercises(str(tmp_path / "a")) == {"swap_average", "dpo_loss"}, (
@@ -44,6 +46,7 @@ def test_blank_exercises_are_found_and_a_written_one_is_not(tmp_path):
     assert exercises.blank_exercises(ROOT) == set(), "the solutions are not blank"
 
 
+@pytest.mark.e2e
 def test_grade_a_blank_copy_scores_zero_and_a_solved_one_passes(tmp_path):
     """grade runs this kit's tests on the copy: with swap_average and make_pairs blank each
     reads 0 of N and the exit is 1; a copy with the solutions passes, exit 0. decision_probs'
