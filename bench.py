@@ -21,9 +21,9 @@ import time
 import torch
 
 import jsft
-from common import autocast, get_device, parse_flags
+from common import get_device, parse_flags
 from data.task import load_task
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, autocast
 from sample import generate
 
 defaults = dict(

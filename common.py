@@ -1,20 +1,15 @@
 """
 Plumbing shared by every script, kept out of the method's way: settings from the command
-line, the device, checkpoints, and a run's output folder and metrics log. Imports
-model.py (a checkpoint holds a GPT), data/ (what a task's prompts look like) and nothing
-after them.
+line, the device, data parallel, checkpoints, a run's output folder, its metrics log and
+progress lines. Imports model.py and data/ and nothing after them.
 
 Every script keeps its knobs in one `defaults` dict at the top, one per line with a
 comment, and the values each may take in a `limits` dict beside it:
 
-    defaults = dict(
-        lr=2e-3,            # peak learning rate (AdamW)
-        loss="sigmoid",     # sigmoid (DPO) | hinge (SLiC) | ipo
-    )
+    defaults = dict(lr=2e-3,           # peak learning rate (AdamW)
+                    loss="sigmoid")    # sigmoid (DPO) | hinge (SLiC) | ipo
     limits = dict(lr="(0, inf)", loss=("sigmoid", "hinge", "ipo"))
-    cfg = parse_flags(defaults, argv, __file__, limits)   # cfg.lr, cfg.loss
-
-`--help` prints the script's docstring and each setting with its default and comment.
+    cfg = parse_flags(defaults, argv, __file__, limits)   # cfg.lr, cfg.loss; --help lists them
 """
 import ast
 import contextlib
@@ -26,12 +21,13 @@ import pickle
 import re
 import sys
 import textwrap
+import time
 from dataclasses import asdict
 
 import torch
 
 from data.task import prompt_start
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, check_vocab
 
 
 # -----------------------------------------------------------------------------
@@ -161,12 +157,9 @@ def usage(defaults, script, limits=None):
 def get_device(name="auto"):
     """auto: cuda, then mps, then cpu. A device this machine does not have is an error
     that says so, not a driver traceback."""
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -177,28 +170,19 @@ def get_device(name="auto"):
                          "GPU; use --device=cpu (or auto)")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ValueError(f"--device={name}: there are {torch.cuda.device_count()} GPUs")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
-                                     and torch.backends.mps.is_available()):
+    if device.type == "mps" and not mps:
         raise ValueError(f"--device={name}: MPS is not available here; use --device=cpu")
     return device
-
-
-def autocast(device):
-    """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 is slower than fp32 here)."""
-    if torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 # -----------------------------------------------------------------------------
 # data parallel: torchrun --standalone --nproc_per_node=N script.py ...
 
 def ddp_init(device_name, batch_size=None):
-    """-> (rank, world size, device). Under torchrun (which sets RANK, WORLD_SIZE and
-    LOCAL_RANK) this process joins the group: NCCL with one GPU per process
-    (cuda:LOCAL_RANK), gloo on CPUs; ranks other than 0 print nothing. Plain python:
-    (0, 1, get_device(device_name)), and nothing else happens. batch_size: the whole
-    batch, which the ranks split; each must get at least one example."""
+    """-> (rank, world size, device). Under torchrun this process joins the group: NCCL
+    with one GPU per process (cuda:LOCAL_RANK), gloo on CPUs; ranks other than 0 print
+    nothing. Plain python: (0, 1, get_device(device_name)). batch_size: the whole batch,
+    which the ranks split; each must get at least one example."""
     device = get_device(device_name)
     if "RANK" not in os.environ:
         return 0, 1, device
@@ -246,15 +230,6 @@ def ddp_done():
 # checkpoints
 
 CKPT_FORMAT = "nano-self-judge/1"
-
-
-def check_vocab(tok, model, where=""):
-    """Every id the tokenizer can produce must have an embedding row."""
-    n = tok.get_vocab_size(with_added_tokens=True)
-    if n > model.config.vocab_size:
-        raise ValueError(f"{where}tokenizer has {n} tokens but the model's vocab_size is "
-                         f"{model.config.vocab_size}: the tokenizer does not belong to this "
-                         "checkpoint (pass the checkpoint's own tokenizer, or resize the model)")
 
 
 def stop_if_diverged(step, flags, values=None, model=None, path=None):
@@ -452,10 +427,9 @@ def check_task(meta, data, where):
 
 
 def metrics_log(path, resume_step=0):
-    """A function that appends one JSON line per call to a metrics.jsonl. A fresh run
-    starts the file anew; a resumed one keeps the lines up to its checkpoint's step, so
-    every step appears once. A kill mid-write leaves a torn last line, written after the
-    checkpoint: it is dropped."""
+    """A function appending one JSON line per call to a metrics.jsonl. A fresh run starts
+    it anew; a resumed one keeps the lines up to its checkpoint's step (each step appears
+    once), dropping a torn last line (a kill mid-write, after the checkpoint)."""
     rows = []
     if resume_step and os.path.isfile(path):
         with open(path) as f:
@@ -477,6 +451,42 @@ def metrics_log(path, resume_step=0):
         with open(path, "a") as f:
             f.write(json.dumps(row) + "\n")
     return log
+
+
+
+# -----------------------------------------------------------------------------
+# progress
+
+def progress(iterable, total, desc, start=0, disable=False, every=0.1, seconds=60):
+    """A long loop's progress: tqdm's bar on a terminal; elsewhere (a log file, CI, a
+    pipe) a line every tenth of the loop or every minute, e.g. 'jsft: 500 of 2000 (25%),
+    41s, loss 0.812'. Both take set_postfix(name=value)."""
+    from tqdm import tqdm
+    if disable or sys.stderr.isatty():
+        return tqdm(iterable, initial=start, total=total, desc=desc, dynamic_ncols=True,
+                    disable=disable)
+    return _Lines(iterable, total, desc, start, max(1, round(every * total)), seconds)
+
+
+class _Lines:
+    """progress() off a terminal: a line every `every` steps or `seconds`, and at the end."""
+    def __init__(self, iterable, total, desc, start, every, seconds):
+        self.iterable, self.total, self.desc, self.start = iterable, total, desc, start
+        self.every, self.seconds, self.postfix = every, seconds, {}
+
+    def set_postfix(self, **values):
+        self.postfix = values
+
+    def __iter__(self):
+        t0 = last = time.time()
+        mark = self.start + self.every
+        for done, x in enumerate(self.iterable, self.start + 1):
+            yield x  # the loop's body runs here: the line below reports it done
+            if done >= mark or done == self.total or time.time() - last >= self.seconds:
+                last, mark = time.time(), done + self.every
+                print(f"{self.desc}: {done} of {self.total} ({done / self.total:.0%}), "
+                      f"{last - t0:.0f}s" + "".join(f", {k} {v}" for k, v in
+                                                     self.postfix.items()), flush=True)
 
 
 if __name__ == "__main__":  # python common.py CKPT: what a checkpoint holds

@@ -24,15 +24,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import (autocast, check_out_dir, check_vocab, ddp_done, ddp_init, ddp_rank_world,
-                    ddp_wrap, load_checkpoint, out_dir_ready,
-                    parse_flags, resume_from, save_checkpoint, stop_if_diverged)
+from common import (check_out_dir, ddp_done, ddp_init, ddp_rank_world,
+                    ddp_wrap, load_checkpoint, out_dir_ready, parse_flags, progress,
+                    resume_from, save_checkpoint, stop_if_diverged)
 from data.chat import add_chat_tokens, encode_query, encode_response, load_tokenizer
 from data.task import DataError, fitting, load_task, n_held_out, train_tokenizer
 from evaluate import describe_agreement, policy_report
 from judge import (DECISIONS, MOST_BY_POSITION, TRUSTED, decision_ids, describe_labels, fit_prompts,
                    gate_failure, heldout_judgment, judge_query, near_chance, task_principles)
-from model import GPT, GPTConfig, IGNORE_INDEX
+from model import GPT, GPTConfig, IGNORE_INDEX, autocast, check_vocab
 from sample import pad_right, rows_per_chunk
 
 # -----------------------------------------------------------------------------
@@ -350,8 +350,7 @@ def train(model, opt, tok, cfg, ex, start, device):
             save_checkpoint(ckpt_path, model, tok, dict(step=step, flags=dict(cfg),
                                                         stage="jsft"), opt)
     model.train()
-    bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, desc="jsft",
-               dynamic_ncols=True, disable=None if master else True)
+    bar = progress(range(start, cfg.max_steps), cfg.max_steps, "jsft", start, not master)
     for step in bar:
         loss = train_step(net, opt, cfg, step, ex.judge_pairs, ex.sft, device).item()
         stop_if_diverged(step + 1, cfg, dict(loss=loss))  # and save_checkpoint checks weights

@@ -15,9 +15,10 @@ import sys
 
 import torch
 
-from common import autocast, get_device, load_checkpoint, parse_flags
+from common import get_device, load_checkpoint, parse_flags
 from data.chat import encode_query
 from data.task import DataError, check_lengths, load_task, n_held_out, principle_text
+from model import autocast
 from sample import pad_right
 
 # -----------------------------------------------------------------------------

@@ -43,6 +43,22 @@ class GPTConfig:
     lora_alpha: float = 16.0
 
 
+def autocast(device):
+    """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 is slower than fp32 here)."""
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def check_vocab(tok, model, where=""):
+    """Every id the tokenizer can produce must have an embedding row."""
+    n = tok.get_vocab_size(with_added_tokens=True)
+    if n > model.config.vocab_size:
+        raise ValueError(f"{where}tokenizer has {n} tokens but the model's vocab_size is "
+                         f"{model.config.vocab_size}: the tokenizer does not belong to this "
+                         "checkpoint (pass the checkpoint's own tokenizer, or resize the model)")
+
+
 # -----------------------------------------------------------------------------
 # building blocks
 

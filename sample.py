@@ -17,9 +17,9 @@ import sys
 
 import torch
 
-from common import autocast, check_vocab, get_device, load_checkpoint, parse_flags
+from common import get_device, load_checkpoint, parse_flags
 from data.chat import chat_ids, decode_response, encode_query, load_tokenizer
-from model import GPT
+from model import GPT, autocast, check_vocab
 
 # -----------------------------------------------------------------------------
 # settings (override with --name=value)

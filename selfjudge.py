@@ -34,7 +34,7 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from common import (get_device, load_checkpoint, metrics_log, out_dir_ready, parse_flags,
-                    resume_from, save_checkpoint, stop_if_diverged)
+                    progress, resume_from, save_checkpoint, stop_if_diverged)
 from data.chat import encode_query
 from data.task import load_task, training_pairs
 from evaluate import judged_diagnostics, kept_diagnostics, policy_evaluator, winner_diagnostics
@@ -108,7 +108,7 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
     The caller chooses the log-probabilities: selfjudge.py passes summed ones for sigmoid
     and hinge and per-token means for ipo (as IPO is usually run).
     Returns (loss scalar, chosen_rewards (B,), rejected_rewards (B,)); the rewards are the
-    implicit beta * log-ratios, detached.
+    implicit beta * log-ratios, detached. Another kind raises ValueError("unknown loss ...").
     """
     # --- exercise dpo_loss (solution below) ---
     chosen_ratio = policy_chosen_logps - ref_chosen_logps
@@ -139,10 +139,12 @@ def sample(policy, tok, prompts, n, n_new, cfg, g):
 
 
 def make_pairs(prompts, samples_a, samples_b, p_a, min_confidence=0.0, cutoff="drop"):
-    """c) Turn judgments into (prompt, chosen, rejected) training pairs: the winner is
-    chosen. Skipped, and counted: identical samples (nothing to learn), judgments of
+    """c) Judgments into training pairs: the winner is chosen. Skipped, and counted once
+    under the first reason that holds: identical samples (nothing to learn), judgments of
     exactly 0.5 or below min_confidence (undecided), and with cutoff="drop" any pair with
-    a sample that hit the length limit. samples: dicts with "ids", "text", "stopped"."""
+    a sample that hit the length limit. samples: dicts with "ids", "text", "stopped".
+    Returns (pairs, skipped): dicts prompt, chosen, rejected (the samples) and confidence
+    max(p, 1 - p); skipped = dict(identical=, undecided=, cut_off=)."""
     # --- exercise make_pairs (solution below) ---
     pairs, skipped = [], dict(identical=0, undecided=0, cut_off=0)
     for c, a, b, p in zip(prompts, samples_a, samples_b, p_a):
@@ -267,9 +269,8 @@ def offpolicy_pool(setup, g0):
         p, _ = judge_by_principles(j, tok, prompts, texts(a), texts(b), setup.principles)
     pool, _ = make_pairs(prompts, a, b, p.tolist(), cfg.min_confidence, cfg.cutoff)
     if not pool:
-        raise ValueError("--mode=offpolicy: no pair of the initial policy's samples passed "
-                         f"the filters (--min_confidence={cfg.min_confidence}, --cutoff="
-                         f"{cfg.cutoff}): the judge is undecided on all of them")
+        raise ValueError(f"--mode=offpolicy: no pair passed the filters (--min_confidence="
+                         f"{cfg.min_confidence}, --cutoff={cfg.cutoff}): the judge is undecided")
     return pool
 
 
@@ -354,8 +355,8 @@ def frozen_models(policy, ref, judge):
 # the run
 
 def load_models(cfg, device):
-    """-> (policy, ref, tok, step, optimizer state): the reference (None under LoRA) from
-    --init, the policy from --init or, with --resume, from out_dir's last checkpoint."""
+    """-> (policy, ref (None under LoRA), tok, step, optimizer state): from --init, or the
+    policy from out_dir's last checkpoint with --resume."""
     if not os.path.exists(cfg.init):  # (a folder: load_checkpoint says what it is)
         raise FileNotFoundError(f"--init={cfg.init}: no checkpoint there; train the JSFT "
                                 "model first (python jsft.py) or point --init at one")
@@ -404,8 +405,7 @@ def train(setup, opt, oracle, measure, log, start):
     cfg, source = setup.cfg, SOURCES[setup.cfg.mode]
     device = next(setup.policy.parameters()).device
     tally, recent = Counter(), []  # recent: the guard's window
-    bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps,
-               desc=cfg.mode, dynamic_ncols=True, disable=None)
+    bar = progress(range(start, cfg.max_steps), cfg.max_steps, cfg.mode, start)
     for step in bar:
         g = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step)
         drawn = source(setup, g)  # the step's examples, and what the judge saw

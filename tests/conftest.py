@@ -63,16 +63,38 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     for line in ("unit: a fast test of one piece on tiny inputs (every test not marked e2e)",
                  "e2e: runs a stage or a generator end to end",
-                 "exercise(name, ...): checks these exercises of the classroom kit "
-                 "(docs/exercises.md); select with --exercise=NAME"):
+                 "exercise(name, needs=()): checks this exercise of the classroom kit "
+                 "(docs/exercises.md) and skips while one it needs is blank; select with "
+                 "--exercise=NAME"):
         config.addinivalue_line("markers", line)
+
+
+def blank_exercises():
+    """The exercises still blank in this copy (tests/exercises.py); none if its markers are
+    broken, so that the tests, not this hook, say what is wrong."""
+    from exercises import KitError, blank_exercises as blank
+    try:
+        return blank(ROOT)
+    except KitError:
+        return set()
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects: it must see the unit marks
 def pytest_collection_modifyitems(config, items):
+    blank = None
     for item in items:
         if item.get_closest_marker("e2e") is None:
             item.add_marker(pytest.mark.unit)
+        # a test that needs another exercise skips while that one is blank: a student on
+        # dpo_loss is not told that response_logps is missing by a failure of dpo_loss
+        needs = [n for m in item.iter_markers("exercise") for n in m.kwargs.get("needs", ())]
+        if needs:
+            blank = blank_exercises() if blank is None else blank
+            missing = [n for n in needs if n in blank]
+            if missing:
+                item.add_marker(pytest.mark.skip(
+                    reason=f"needs exercise {', '.join(missing)}, still blank: do it too, or "
+                           "see docs/exercises.md, \"Recommended order\""))
     wanted = {n for n in config.getoption("exercise").split(",") if n}
     if not wanted:
         return

@@ -30,7 +30,7 @@ def tiny_judge(tok):
 # -----------------------------------------------------------------------------
 # self-rejection: best-of-N
 
-@pytest.mark.exercise("tournament")
+@pytest.mark.exercise("tournament", needs=("swap_average", "decision_probs"))
 def test_best_of_n_scores_the_winner_among_the_first_n_samples(tok, tiny_judge, monkeypatch):
     """N = 1 is the first sample; each N's winner is one of the first N samples (so its
     score is at most the oracle's own pick of them), and that pick never falls as N
@@ -43,15 +43,19 @@ def test_best_of_n_scores_the_winner_among_the_first_n_samples(tok, tiny_judge, 
     oracle = load_oracle(SORT)  # 1.0 only for the sorted list
     table = evaluate.best_of_n(tiny_judge, tok, CONTEXTS, oracle, max_n=4, max_new_tokens=8,
                                generator=torch.Generator().manual_seed(0))
-    assert list(table) == [1, 2, 4]
+    assert list(table) == [1, 2, 4], f"best_of_n measures N = 1, 2, 4 up to max_n: {list(table)}"
     won1, best1, rand1 = table[1]
-    assert won1 == best1 == rand1 == [oracle(c, row[0]) for c, row in zip(CONTEXTS, texts)]
+    assert won1 == best1 == rand1 == [oracle(c, row[0]) for c, row in zip(CONTEXTS, texts)], (
+        "best_of_n at N = 1: the tournament of one candidate crowns the first sample")
     for n, (won, best, rand) in table.items():
         scores = [[oracle(c, t) for t in row[:n]] for c, row in zip(CONTEXTS, texts)]
-        assert best == [max(sc) for sc in scores]
-        assert rand == pytest.approx([sum(sc) / n for sc in scores])  # a coin's expected pick
-        assert all(w in sc for w, sc in zip(won, scores))
-    assert table[4][1] == [1.0, 1.0, 1.0]
+        assert best == [max(sc) for sc in scores], f"best_of_n, N = {n}: the oracle's own pick"
+        assert rand == pytest.approx([sum(sc) / n for sc in scores]), (  # a coin's pick
+            f"best_of_n, N = {n}: a random pick's expected score is the mean of the N")
+        assert all(w in sc for w, sc in zip(won, scores)), (
+            f"tournament: at N = {n} the winner is one of the first N samples (an index into "
+            "the candidates given)")
+    assert table[4][1] == [1.0, 1.0, 1.0], "best_of_n: a sorted answer is among the 4 samples"
 
 
 def test_paired_change_mean_and_standard_error():
@@ -78,7 +82,8 @@ def test_describe_best_of_prints_every_n_with_its_change_random_pick_ceiling_and
 # -----------------------------------------------------------------------------
 # fixed bugs: each test is named after the bug it pins
 
-@pytest.mark.exercise("decision_probs")
+@pytest.mark.exercise("decision_probs",
+                       needs=("swap_average", "sample_next", "decode_loop", "cached_attention"))
 def test_onpolicy_agreement_survives_samples_too_long_to_judge(tok):
     """Two 48-token samples plus the prompt and the judge template are longer than a
     128-token context: decision_probs rightly refuses them, but onpolicy_agreement (and so
@@ -89,16 +94,20 @@ def test_onpolicy_agreement_survives_samples_too_long_to_judge(tok):
     oracle = lambda p, r: float(len(r))  # noqa: E731
     r = onpolicy_agreement(model, tok, CONTEXTS, oracle, torch.Generator().manual_seed(0),
                            max_new_tokens=48)
-    assert "agreement" in r
+    assert "agreement" in r, "onpolicy_agreement returns its agreement despite unreadable pairs"
     # pairs the judge could not read are counted apart from oracle ties, and the report
     # line never prints "nan%"
-    assert 0.0 <= r["undecided"] <= 1.0 and 0.0 <= r["tie_rate"] <= 1.0
-    assert "nan" not in evaluate.describe_agreement(r)
+    assert 0.0 <= r["undecided"] <= 1.0 and 0.0 <= r["tie_rate"] <= 1.0, (
+        f"onpolicy_agreement counts unreadable pairs as undecided, a share: {r}")
+    assert "nan" not in evaluate.describe_agreement(r), "the agreement line never prints nan"
     unread = dict(r, decided=0, agreement=float("nan"), undecided=1.0)
-    assert "nan" not in evaluate.describe_agreement(unread)
+    assert "nan" not in evaluate.describe_agreement(unread), (
+        "the agreement line never prints nan, even with no pair read")
 
 
-@pytest.mark.exercise("tournament")
+@pytest.mark.exercise("tournament",
+                       needs=("swap_average", "decision_probs", "sample_next",
+                              "decode_loop", "cached_attention"))
 def test_evaluation_judges_with_the_task_principle_not_the_default(monkeypatch):
     """The judge is trained on "Which is correct?" (the sort task's principle), but the
     on-policy agreement, the tournament and selfjudge's evaluation used to ask the default
@@ -107,7 +116,7 @@ def test_evaluation_judges_with_the_task_principle_not_the_default(monkeypatch):
     from data.task import load_task
     from judge import task_principles
     task = load_task(SORT)
-    assert task_principles(task) == ["correctness"]
+    assert task_principles(task) == ["correctness"], "the sort task judges by correctness"
     seen = []
     real = judge.judge_orders
 
@@ -122,11 +131,13 @@ def test_evaluation_judges_with_the_task_principle_not_the_default(monkeypatch):
     evaluate.policy_report(model, tok, task, [x["prompt"] for x in task.test[:3]], seed=0)
     judge.tournament(model, tok, ["sort: 2 1"], [["1 2", "2 1", "1 1"]],
                      torch.Generator().manual_seed(0), task_principles(task))
-    assert seen and all(p == "correctness" for p in seen)
+    assert seen and all(p == "correctness" for p in seen), (
+        "tournament and policy_report judge under the task's principle (correctness), "
+        f"passed on to judge_orders; saw {seen}")
 
 
 @pytest.mark.exercise("swap_average")
-def test_position_flips_are_counted_on_the_scored_pairs_not_on_identical_ones(monkeypatch):
+def test_decisions_by_position_are_counted_on_the_scored_pairs_not_on_identical_ones(monkeypatch):
     """Identical samples give the same prompt in both orders, so the judge necessarily
     answers the same letter twice: counting them as position flips made a perfect judge
     look position-biased. Flips are now counted on the pairs the agreement scores."""
@@ -149,15 +160,22 @@ def test_position_flips_are_counted_on_the_scored_pairs_not_on_identical_ones(mo
         return onpolicy_agreement(model, None, ["sort: 2 1"] * 4, oracle, pairs_per_prompt=1)
 
     perfect, biased = judged(False), judged(True)
-    assert perfect["decided"] == 2 and perfect["agreement"] == 1.0
-    assert perfect["by_position"] == 0.0
-    assert biased["agreement"] == 1.0 and biased["agreement_one_order"] == 0.5
-    assert biased["by_position"] == 1.0
+    rule = ("swap_average: a judge that always answers A, more sure when A is the sorted one, "
+            "still picks the sorted one after averaging both orders")
+    assert perfect["decided"] == 2 and perfect["agreement"] == 1.0, (
+        f"a perfect judge agrees on both pairs the oracle tells apart: {perfect}")
+    assert perfect["by_position"] == 0.0, "a perfect judge's decisions never follow position"
+    assert biased["agreement"] == 1.0 and biased["agreement_one_order"] == 0.5, rule
+    assert biased["by_position"] == 1.0, (
+        "a judge answering A in both orders follows the position on every scored pair")
     # confidence: the perfect judge is sure of every pair, the biased one (p = 0.65) of none
-    assert perfect["confident_share"] == 1.0 and perfect["agreement_confident"] == 1.0
-    assert biased["confident_share"] == 0.0
-    assert "0.5 it agrees on 100.0%" in evaluate.describe_agreement(perfect)
-    assert "nan" not in evaluate.describe_agreement(biased)
+    assert perfect["confident_share"] == 1.0 and perfect["agreement_confident"] == 1.0, (
+        "swap_average: a perfect judge gives p = 0 or 1, confident on every pair")
+    assert biased["confident_share"] == 0.0, (
+        f"swap_average: the biased judge's p = 0.65 is not confident (|2p - 1| < 0.5): {biased}")
+    assert "0.5 it agrees on 100.0%" in evaluate.describe_agreement(perfect), (
+        "the agreement line reports agreement on the confident pairs")
+    assert "nan" not in evaluate.describe_agreement(biased), "the agreement line never says nan"
 
 
 def test_onpolicy_agreement_needs_at_least_one_pair_per_prompt(tok, tiny_judge):
@@ -185,7 +203,13 @@ def test_agreement_is_split_between_pairs_holding_the_best_sample_and_the_rest(m
     model = type("M", (), dict(config=type("C", (), dict(block_size=64))))()
     r = onpolicy_agreement(model, None, ["sort: 3 1 2"] * 2, lambda p, x: oracle[x],
                            pairs_per_prompt=2)
-    assert r["decided"] == 4 and r["agreement"] == 0.5
-    assert r["top_share"] == 0.5 and r["agreement_top"] == 1.0 and r["agreement_rest"] == 0.0
-    assert "100.0% on the 50% of pairs holding the best" in evaluate.describe_agreement(r)
-    assert "0.0% on pairs of two lesser ones" in evaluate.describe_agreement(r)
+    rule = ("swap_average: a judge sure in both orders (P(A) 1 or 0) decides each pair; it is "
+            "right on the pairs holding the best sample and wrong on the others")
+    assert r["decided"] == 4 and r["agreement"] == 0.5, f"{rule}: {r}"
+    assert r["top_share"] == 0.5 and r["agreement_top"] == 1.0 and r["agreement_rest"] == 0.0, (
+        f"{rule}: {r}")
+    assert "100.0% on the 50% of pairs holding the best" in evaluate.describe_agreement(r), (
+        "the agreement line reports the pairs holding the best sample apart")
+    assert "0.0% on pairs of two lesser ones" in evaluate.describe_agreement(r), (
+        "the agreement line reports the pairs of two lesser samples apart")
+

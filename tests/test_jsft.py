@@ -51,12 +51,17 @@ def test_judge_examples_both_orders_loss_on_decision_only(tok):
     (x1, y1), (x2, y2) = jsft.judge_examples(tok, PAIR)
     q1 = judge_query(tok, PAIR["prompt"], PAIR["chosen"], PAIR["rejected"], "correctness")
     q2 = judge_query(tok, PAIR["prompt"], PAIR["rejected"], PAIR["chosen"], "correctness")
-    assert x1 == q1 + [a_id] and x2 == q2 + [b_id]  # chosen first -> A; second -> B
-    assert targeted(x1, y1) == [(len(q1), a_id)]
-    assert targeted(x2, y2) == [(len(q2), b_id)]
+    assert x1 == q1 + [a_id] and x2 == q2 + [b_id], (  # chosen first -> A; second -> B
+        "judge_examples: (chosen, rejected) shown in that order is answered A, and (rejected, "
+        "chosen) is answered B: the judge prompt (judge_query with the pair's principle) "
+        "then the decision token")
+    assert targeted(x1, y1) == [(len(q1), a_id)] and targeted(x2, y2) == [(len(q2), b_id)], (
+        "judge_examples: the loss is on the decision token only (every other target "
+        "IGNORE_INDEX), the judge prompt untrained")
     # rationale=True without rationale fields: still the decision only
     no_rat = {k: v for k, v in PAIR.items() if not k.startswith("rationale")}
-    assert jsft.judge_examples(tok, no_rat, rationale=True) == jsft.judge_examples(tok, no_rat)
+    assert jsft.judge_examples(tok, no_rat, rationale=True) == jsft.judge_examples(tok, no_rat), (
+        "judge_examples(rationale=True) on a pair without rationales: the decision only")
 
 
 @pytest.mark.exercise("judge_examples")
@@ -67,13 +72,19 @@ def test_judge_examples_with_rationale(tok):
                                         (a_id, b_id), "AB"):
         t = [tok_id for _, tok_id in targeted(x, y)]
         first = next(i for i, v in enumerate(y) if v != IGNORE_INDEX)
-        assert all(v != IGNORE_INDEX for v in y[first:])  # one stretch, to the end
-        assert t[0] == decision and t[-1] == end and x[first:] == t
+        assert all(v != IGNORE_INDEX for v in y[first:]), (  # one stretch, to the end
+            "judge_examples(rationale=True): the loss covers the decision and the whole "
+            "rationale after it, to the end")
+        assert t[0] == decision and t[-1] == end and x[first:] == t, (
+            f"judge_examples(rationale=True): the target is the decision ({letter}), then the "
+            "rationale, then the stop token")
         text = tok.decode(t[1:], skip_special_tokens=True)
         # the chosen response's rationale follows the letter it is shown under
-        assert f"{letter} {PAIR['rationale_chosen']}" in text
         other = "B" if letter == "A" else "A"
-        assert f"{other} {PAIR['rationale_rejected']}" in text
+        assert f"{letter} {PAIR['rationale_chosen']}" in text and \
+            f"{other} {PAIR['rationale_rejected']}" in text, (
+                "judge_examples(rationale=True): each response's rationale follows the letter "
+                f"it is shown under (chosen under {letter} here): {text!r}")
 
 
 def test_collate_shifts_by_one_and_pads_targets_with_ignore_index():
@@ -106,7 +117,6 @@ def test_batches_hold_both_orders_of_each_judge_pair_and_the_ratio():
         assert jsft.draw_batch(cfg, 5, 0, pairs, sft) == [(judge, w), (rest, w_sft)]
 
 
-@pytest.mark.exercise("example_loss")
 def test_sft_warmup_holds_the_judge_back_for_its_share_of_the_steps():
     """--sft_warmup=0.25 of 100 steps: steps 0-24 are all demonstrations (a judge from
     scratch cannot learn a task it cannot read yet), then the judge_ratio mix."""
@@ -133,9 +143,12 @@ def test_batch_loss_over_parts_equals_one_padded_batch():
     idx, tgt = jsft.collate(judge + sft, "cpu")
     whole = jsft.example_loss(model(idx)[0], tgt)
     split = jsft.batch_loss(model, [(judge, None), (sft, None)], "cpu")
-    torch.testing.assert_close(split, whole)
+    torch.testing.assert_close(split, whole, msg=lambda m: (
+        "example_loss averages within each example, then over the examples with a target: "
+        f"so a batch in parts (batch_loss) equals it padded whole: {m}"))
     sidx, stgt = jsft.collate(sft, "cpu")
-    assert not torch.isclose(split, jsft.example_loss(model(sidx)[0], stgt))  # both count
+    assert not torch.isclose(split, jsft.example_loss(model(sidx)[0], stgt)), (  # both count
+        "example_loss: both parts of a batch count")
 
 
 @pytest.mark.exercise("example_loss")
@@ -152,9 +165,15 @@ def test_decision_weight_splits_a_judge_example_between_decision_and_rationale()
     only = torch.nn.functional.cross_entropy(logits[1, 2], torch.tensor(2))
     for w in (0.0, 0.5, 0.9):
         got = jsft.example_loss(logits, tgt, decision_weight=w)
-        torch.testing.assert_close(got, ((w * d + (1 - w) * r) + only) / 2)
+        torch.testing.assert_close(got, ((w * d + (1 - w) * r) + only) / 2, msg=lambda m: (
+            f"example_loss(decision_weight={w}): a judge example's loss is w x its first "
+            "target's cross-entropy (the decision) + (1 - w) x the mean over the rest (the "
+            f"rationale); one with no rationale is all decision; then the mean over examples: "
+            f"{m}"))
     plain = jsft.example_loss(logits, tgt)
-    torch.testing.assert_close(plain, ((d + 2 * r) / 3 + only) / 2)
+    torch.testing.assert_close(plain, ((d + 2 * r) / 3 + only) / 2, msg=lambda m: (
+        "example_loss without decision_weight: each example's mean over its own target tokens, "
+        f"then the mean over the examples (not one mean over every token): {m}"))
     # batch_loss hands each part its own weight: the SFT part keeps the plain mean
     model = make_tiny()
     judge = [([1, 2, 3, 4, 5], [IGNORE_INDEX] * 2 + [9, 10, 11])]
@@ -162,8 +181,10 @@ def test_decision_weight_splits_a_judge_example_between_decision_and_rationale()
     (jx, jy), (sx, sy) = jsft.collate(judge, "cpu"), jsft.collate(sft, "cpu")
     want = (jsft.example_loss(model(jx)[0], jy, decision_weight=0.5)
             + jsft.example_loss(model(sx)[0], sy)) / 2
-    torch.testing.assert_close(jsft.batch_loss(model, [(judge, 0.5), (sft, None)], "cpu"), want)
-    assert not torch.isclose(jsft.batch_loss(model, [(judge, None), (sft, None)], "cpu"), want)
+    torch.testing.assert_close(jsft.batch_loss(model, [(judge, 0.5), (sft, None)], "cpu"), want,
+                               msg=lambda m: f"batch_loss gives each part its own weight: {m}")
+    assert not torch.isclose(jsft.batch_loss(model, [(judge, None), (sft, None)], "cpu"), want), (
+        "example_loss: decision_weight changes a judge example's loss")
 
 
 def test_lr_warmup_then_cosine_to_min_lr():

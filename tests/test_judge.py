@@ -122,20 +122,35 @@ def test_swap_average_known_answers():
     ba = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.3, 0.1]])
     # row 0: always "A" -> 0.5; row 1: prefers a in both orders -> 0.8;
     # row 2: mass off {A, B} is renormalised away: p_a = 0.2, p_b = 0.2 -> 0.5
-    torch.testing.assert_close(swap_average(ab, ba), torch.tensor([0.5, 0.8, 0.5]))
+    got = swap_average(ab, ba)
+    rules = ["a judge that always answers A must give exactly 0.5 (read P(A) first shown "
+             "from ab[:, 0] and P(B) from ba[:, 1], the same response's two chances)",
+             "p_a = (P(A | a,b) + P(B | b,a)) / 2 and p_b likewise: 0.8 for a judge that "
+             "prefers a in both orders",
+             "return p_a / (p_a + p_b): the mass off A and B is renormalised away "
+             "(p_a = p_b = 0.2 gives 0.5, not 0.2)"]
+    for i, rule in enumerate(rules):
+        torch.testing.assert_close(got[i], torch.tensor([0.5, 0.8, 0.5])[i], msg=lambda m: (
+            f"swap_average, row {i} (ab {ab[i].tolist()}, ba {ba[i].tolist()}): {rule}; "
+            f"got {got[i].item():.4f}"))
 
 
-@pytest.mark.exercise("decision_probs")
+@pytest.mark.exercise("decision_probs", needs=("swap_average",))
 @pytest.mark.parametrize("a_logit", [1000.0, 1.5])
 def test_judge_that_always_answers_a_gives_exactly_one_half(tok, a_logit):
     model = constant_judge(tok, a_logit)
     q = [judge_query(tok, c, a, b) for c, a, b in zip(CONTEXTS, RESP_A, RESP_B)]
     probs = decision_probs(model, tok, q)
-    assert probs.shape == (3, 2) and (probs[:, 0] > probs[:, 1]).all()
+    assert probs.shape == (3, 2) and (probs[:, 0] > probs[:, 1]).all(), (
+        f"decision_probs returns (N, 2): P(A), P(B) per query; a judge that favours A gives "
+        f"P(A) > P(B), got {probs.tolist()}")
     if a_logit == 1000.0:
-        assert probs.tolist() == [[1.0, 0.0]] * 3  # all its mass on "A"
+        assert probs.tolist() == [[1.0, 0.0]] * 3, (  # all its mass on "A"
+            f"decision_probs: a judge with all its mass on A gives (1, 0) (softmax in float32, "
+            f"no NaN at logit 1000), got {probs.tolist()}")
     p = judge_prob(model, tok, CONTEXTS, RESP_A, RESP_B)
-    assert p.tolist() == [0.5] * 3  # exactly: the position preference cancels
+    assert p.tolist() == [0.5] * 3, (  # exactly: the position preference cancels
+        f"a judge that always answers A gives exactly 0.5 after swap_average, got {p.tolist()}")
 
 
 @pytest.mark.exercise("decision_probs")
@@ -162,22 +177,28 @@ def test_decision_probs_read_the_softmax_over_the_whole_vocabulary(tok, tiny_jud
                       f"(queries of {[len(x) for x in q]} tokens, right-padded)\n{m}")
 
 
-@pytest.mark.exercise("decision_probs")
+@pytest.mark.exercise("decision_probs", needs=("swap_average",))
 def test_judge_prob_is_antisymmetric_under_swapping_the_responses(tok, tiny_judge):
     p_ab = judge_prob(tiny_judge, tok, CONTEXTS, RESP_A, RESP_B)
     p_ba = judge_prob(tiny_judge, tok, CONTEXTS, RESP_B, RESP_A)
-    assert p_ab.shape == (3,) and ((p_ab > 0) & (p_ab < 1)).all()
-    assert (p_ab - 0.5).abs().max() > 1e-3  # a random judge is not trivially 0.5
-    torch.testing.assert_close(p_ab, 1 - p_ba, atol=1e-5, rtol=0)
+    assert p_ab.shape == (3,) and ((p_ab > 0) & (p_ab < 1)).all(), (
+        f"judge_prob gives one P(a better) in (0, 1) per pair, got {p_ab}")
+    assert (p_ab - 0.5).abs().max() > 1e-3, (  # a random judge is not trivially 0.5
+        "decision_probs: a random judge's decisions depend on the responses (not all 0.5)")
+    torch.testing.assert_close(p_ab, 1 - p_ba, atol=1e-5, rtol=0, msg=lambda m: (
+        "decision_probs, swap_average: swapping the responses turns P(a better) into "
+        f"1 - P(a better): {m}"))
 
 
-@pytest.mark.exercise("decision_probs")
+@pytest.mark.exercise("decision_probs", needs=("swap_average",))
 def test_judge_prob_batched_equals_one_at_a_time(tok, tiny_judge):
     """Right-padding the shorter judge prompts does not change their decision."""
     batched = judge_prob(tiny_judge, tok, CONTEXTS, RESP_A, RESP_B)
     single = torch.cat([judge_prob(tiny_judge, tok, [c], [a], [b])
                         for c, a, b in zip(CONTEXTS, RESP_A, RESP_B)])
-    torch.testing.assert_close(batched, single, atol=1e-5, rtol=0)
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=0, msg=lambda m: (
+        "decision_probs: a judge prompt right-padded in a batch is read at its own last "
+        f"token, as alone: {m}"))
 
 
 def test_judge_prob_of_empty_batch_is_empty(tok, tiny_judge):
@@ -194,11 +215,12 @@ def test_judge_prob_rejects_mismatched_lengths(tok, tiny_judge):
 def test_decision_probs_refuses_query_longer_than_context(tok):
     model = make_tiny(vocab_size=tok.get_vocab_size(), block_size=16)
     q = judge_query(tok, CONTEXTS[2], RESP_A[2], RESP_B[2])
-    assert len(q) > 16
+    assert len(q) > 16, "the judge prompt is longer than the 16-token context"
     for too_long in ([q[-16:], q], [q[-17:]]):  # one token over is already too long
         with pytest.raises(ValueError, match=r"longer than the model's context \(16\)"):
             decision_probs(model, tok, too_long)
-    assert decision_probs(model, tok, [q[-16:]]).shape == (1, 2)  # exactly full: fine
+    assert decision_probs(model, tok, [q[-16:]]).shape == (1, 2), (  # exactly full: fine
+        "decision_probs reads a query that fills the context exactly (16 of 16 tokens)")
 
 
 # -----------------------------------------------------------------------------
@@ -256,9 +278,16 @@ def test_tournament_best_candidate_always_wins():
             cands = ["x" * (k + 1) for k in order]
             judge_fn = LongerWins()
             win = tournament(None, None, ["c"], [cands], generator=g, judge_fn=judge_fn)
-            assert win == [order.index(n - 1)], (n, seed)
-            assert len(judge_fn.calls) == math.ceil(math.log2(n))  # one call per round
-            assert sum(judge_fn.calls) == n - 1                   # n - 1 matches in all
+            assert win == [order.index(n - 1)], (
+                f"tournament: with a judge that knows the order the best of {n} candidates "
+                f"(index {order.index(n - 1)}) always wins, the winner of each match advancing; "
+                f"got {win} (seed {seed})")
+            assert len(judge_fn.calls) == math.ceil(math.log2(n)), (  # one call per round
+                f"tournament: one judge call per round, ceil(log2 {n}) rounds; got "
+                f"{len(judge_fn.calls)} calls")
+            assert sum(judge_fn.calls) == n - 1, (  # n - 1 matches in all
+                f"tournament: {n} candidates need {n - 1} matches (a bye is no match), got "
+                f"{sum(judge_fn.calls)}")
 
 
 @pytest.mark.exercise("tournament")
@@ -269,9 +298,13 @@ def test_tournament_batches_contexts_one_call_per_round():
     judge_fn = LongerWins()
     win = tournament(None, None, [f"c{n}" for n in range(1, 10)], cands,
                      generator=torch.Generator().manual_seed(0), judge_fn=judge_fn)
-    assert [len(c[w]) for c, w in zip(cands, win)] == list(range(1, 10))
-    assert len(judge_fn.calls) == math.ceil(math.log2(9))  # 4 rounds for the largest, 9
-    assert sum(judge_fn.calls) == sum(n - 1 for n in range(1, 10))
+    assert [len(c[w]) for c, w in zip(cands, win)] == list(range(1, 10)), (
+        "tournament: every context's best candidate wins (1 to 9 candidates, byes included)")
+    assert len(judge_fn.calls) == math.ceil(math.log2(9)), (  # 4 rounds for the largest, 9
+        f"tournament: every match of every context is judged in one call per round, 4 for "
+        f"9 candidates; got {len(judge_fn.calls)} calls")
+    assert sum(judge_fn.calls) == sum(n - 1 for n in range(1, 10)), (
+        "tournament: N - 1 matches for each context of N candidates")
 
 
 @pytest.mark.exercise("tournament")
@@ -280,10 +313,13 @@ def test_tournament_ties_are_deterministic_for_a_seed():
     run = lambda seed: tournament(None, None, ["c", "d"], cands,  # noqa: E731
                                   generator=torch.Generator().manual_seed(seed),
                                   judge_fn=LongerWins())
-    assert run(3) == run(3)
-    assert all(0 <= w < len(c) for w, c in zip(run(3), cands))
+    assert run(3) == run(3), "tournament: the same generator seed gives the same winners"
+    assert all(0 <= w < len(c) for w, c in zip(run(3), cands)), (
+        "tournament returns an index into each context's own candidates")
     # the pairing is drawn from the generator: other seeds crown other candidates
-    assert len({tuple(run(s)) for s in range(20)}) > 1
+    assert len({tuple(run(s)) for s in range(20)}) > 1, (
+        "tournament: each round shuffles the survivors with the generator (torch.randperm), "
+        "so among tied candidates other seeds crown other ones")
 
 
 @pytest.mark.exercise("tournament")
@@ -292,28 +328,31 @@ def test_tournament_tie_goes_to_the_first_of_the_two():
         judge_fn = Recording()
         win = tournament(None, None, ["c"], [["p", "q"]],
                          generator=torch.Generator().manual_seed(seed), judge_fn=judge_fn)
-        assert ["p", "q"][win[0]] == judge_fn.shown[0][0]
+        assert ["p", "q"][win[0]] == judge_fn.shown[0][0], (
+            "tournament: a match the judge cannot decide (exactly 0.5) goes to the first of "
+            "the two, the one passed as a")
 
 
 @pytest.mark.exercise("tournament")
 def test_tournament_single_candidate_needs_no_judge():
     judge_fn = LongerWins()
-    assert tournament(None, None, ["c", "d"], [["only"], ["one"]], judge_fn=judge_fn) == [0, 0]
-    assert judge_fn.calls == []
+    assert tournament(None, None, ["c", "d"], [["only"], ["one"]], judge_fn=judge_fn) == [0, 0], (
+        "tournament: a lone candidate wins")
+    assert judge_fn.calls == [], "tournament: no match, no judge call, for lone candidates"
 
 
-@pytest.mark.exercise("tournament")
-def test_tournament_empty_candidate_list_raises():
+def test_tournament_empty_candidate_list_raises():  # the check before the exercise
     with pytest.raises(ValueError, match="no candidates"):
         tournament(None, None, ["c", "d"], [["a", "b"], []], judge_fn=LongerWins())
 
 
-@pytest.mark.exercise("tournament")
+@pytest.mark.exercise("tournament", needs=("swap_average", "decision_probs"))
 def test_tournament_with_the_model_as_judge(tok, tiny_judge):
     """The default judge_fn (judge_prob with the model) runs and returns valid indices."""
     win = tournament(tiny_judge, tok, CONTEXTS, [RESP_A + RESP_B] * 3,
                      generator=torch.Generator().manual_seed(0))
-    assert len(win) == 3 and all(0 <= w < 6 for w in win)
+    assert len(win) == 3 and all(0 <= w < 6 for w in win), (
+        f"tournament with the model as judge returns one index in 0..5 per context: {win}")
 
 
 @pytest.mark.exercise("swap_average")
@@ -331,4 +370,7 @@ def test_heldout_judgment_reads_the_labels_in_both_orders(monkeypatch):
         return shown_ab, shown_ba
     monkeypatch.setattr(judge, "judge_orders", orders)
     h = judge.heldout_judgment(None, None, task)
-    assert h == dict(label_agreement=0.75, label_by_position=0.25, label_pairs=4, label_unread=1)
+    assert h == dict(label_agreement=0.75, label_by_position=0.25, label_pairs=4,
+                     label_unread=1), (
+        "swap_average of both orders: right on 3 of the 4 readable pairs (the fourth by the "
+        f"averaged probability, though it answers A twice), the fifth (0.5) unread: {h}")

@@ -42,10 +42,14 @@ def test_kv_cache_prefill_of_a_ragged_batch(pos):
     tiny = make_tiny(pos=pos)
     cache = KVCache(tiny.config, len(PROMPTS), 16, "cpu", torch.float32)
     logits = prefill(tiny, PROMPTS, cache)
-    assert cache.lengths.tolist() == [len(p) for p in PROMPTS]
+    assert cache.lengths.tolist() == [len(p) for p in PROMPTS], (
+        "the prefill counts each row's real tokens, not the padded length")
     for b, p in enumerate(PROMPTS):
         torch.testing.assert_close(logits[b, len(p) - 1], last_logits(tiny, p), atol=1e-5,
-                                   rtol=0)
+                                   rtol=0, msg=lambda m: (
+                                       f"cached attention, prefill row {b}: each query sees "
+                                       f"the keys at positions up to its own (a mask from "
+                                       f"pos), as a forward pass of the row alone: {m}"))
 
 
 @pytest.mark.exercise("cached_attention")
@@ -63,7 +67,11 @@ def test_kv_cache_decode_after_a_ragged_prefill(pos):
         for b, row in enumerate(STEPS):
             seqs[b].append(row[t])
             torch.testing.assert_close(logits[b, 0], last_logits(tiny, seqs[b]), atol=1e-5,
-                                       rtol=0)
+                                       rtol=0, msg=lambda m: (
+                                           f"cached attention, decode step {t}, row {b}: a "
+                                           f"one-token query attends to every key up to its "
+                                           f"position, never the padding past a row's end "
+                                           f"(is_causal would show it key 0 only): {m}"))
 
 
 @pytest.mark.exercise("cached_attention")
@@ -80,8 +88,11 @@ def test_kv_cache_a_finished_row_stays_put_and_the_rest_stay_exact():
         for b in (0, 2):
             seqs[b].append(t)
             torch.testing.assert_close(logits[b, 0], last_logits(tiny, seqs[b]), atol=1e-5,
-                                       rtol=0)
-    assert cache.lengths.tolist() == [8, 2, 6]
+                                       rtol=0, msg=lambda m: (
+                                           f"cached attention: row {b} stays exact while "
+                                           f"row 1 is finished (lengths 0): {m}"))
+    assert cache.lengths.tolist() == [8, 2, 6], (
+        "a finished row (lengths 0) writes in place and never advances in the cache")
 
 
 @pytest.mark.exercise("cached_attention")
@@ -102,7 +113,8 @@ def test_kv_cache_attention_reads_the_whole_cache_every_step(monkeypatch):
     for t in (20, 21, 22):
         tiny(torch.tensor([[t]] * 3), cache=cache)
     keys = {k for _, k in seen}
-    assert len(seen) == 4 * tiny.config.n_layer and any(q == 1 for q, _ in seen)
+    assert len(seen) == 4 * tiny.config.n_layer and any(q == 1 for q, _ in seen), (
+        "cached attention calls scaled_dot_product_attention once per layer and chunk")
     assert keys == {16}, (
         f"cached attention: one key length per generation (the cache's), saw {sorted(keys)}")
 
@@ -244,7 +256,7 @@ def test_chat_format_round_trip():
 
 
 def test_tokenizer_bigger_than_model_is_refused(tmp_path):
-    from common import check_vocab
+    from model import check_vocab
     tok = _tok()
     with pytest.raises(ValueError, match="does not belong"):
         check_vocab(tok, make_tiny(vocab_size=8))
@@ -254,7 +266,7 @@ def test_tokenizer_bigger_than_model_is_refused(tmp_path):
 # Fixtures made once by tests/make_gpt2_fixture.py with transformers' GPT2LMHeadModel (the
 # reference implementation) and tests/make_gpt2_tokenizer.py; nothing here imports it.
 
-@pytest.mark.exercise("decode_loop")
+@pytest.mark.exercise("decode_loop", needs=("sample_next", "cached_attention"))
 @pytest.mark.parametrize("folder", ["tiny-gpt2", "tiny-gpt2-bin", "tiny-gpt2-hub-layout"])
 def test_gpt2_folder_gives_the_reference_logits_and_greedy_tokens(folder):
     """safetensors (read by hand), pytorch_model.bin, and the old un-prefixed layout with
@@ -264,10 +276,12 @@ def test_gpt2_folder_gives_the_reference_logits_and_greedy_tokens(folder):
     with open(os.path.join(FIX, "tiny-gpt2", "expected.json")) as f:
         exp = json.load(f)
     logits, _ = model(torch.tensor(exp["input_ids"]))
-    torch.testing.assert_close(logits, torch.tensor(exp["logits"]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(logits, torch.tensor(exp["logits"]), atol=1e-4, rtol=0,
+                               msg=lambda m: f"GPT-2's logits as the reference computed: {m}")
     prompt = exp["greedy"]["prompt_ids"]
     new, _, _ = generate(model, [prompt], len(exp["greedy"]["new_ids"]), temperature=0)
-    assert new[0] == exp["greedy"]["new_ids"]
+    assert new[0] == exp["greedy"]["new_ids"], (
+        "generate at temperature 0 (argmax, with the cache) gives GPT-2's greedy tokens")
 
 
 def test_non_gpt2_folder_is_refused_with_a_clear_message(tmp_path):

@@ -299,11 +299,15 @@ def test_no_gradient_passes_hold_at_most_a_gigabyte_of_logits(monkeypatch):
     pass: with GPT-2's vocabulary and 1024-token rows, 26 GB of float32 logits and as much
     again of log-softmax, out of memory on a 24 GB GPU at the first evaluation. The sort
     task keeps its 128 rows, and a chunk changes only the memory, not the numbers."""
-    assert rows_per_chunk(40, 343, 128) == 128
-    assert 1 <= rows_per_chunk(1024, 50260, 128) <= sample.LOGITS_BUDGET / (1024 * 50260)
+    assert rows_per_chunk(40, 343, 128) == 128, "small logits: every row in one chunk"
+    assert 1 <= rows_per_chunk(1024, 50260, 128) <= sample.LOGITS_BUDGET / (1024 * 50260), (
+        "GPT-2's logits: as many rows as fit in LOGITS_BUDGET, at least one")
     model = make_tiny()
     queries = [[1, 2, 3], [4, 5], [6, 7, 8, 9], [10]] * 3
     responses = [[11, 12], [13], [14, 15, 16], [17, 18]] * 3
     whole = sample.batched_logps(model, queries, responses, "cpu")
     monkeypatch.setattr(sample, "LOGITS_BUDGET", 2 * 7 * model.config.vocab_size)  # 2 rows
-    torch.testing.assert_close(sample.batched_logps(model, queries, responses, "cpu"), whole)
+    torch.testing.assert_close(
+        sample.batched_logps(model, queries, responses, "cpu"), whole, msg=lambda m: (
+            f"batched_logps in chunks of 2 rows equals one pass (response_logps scores each "
+            f"row on its own: padding never leaks): {m}"))

@@ -73,7 +73,10 @@ def test_dpo_loss_known_answers_at_equal_log_ratios():
     for kind, expected in (("sigmoid", math.log(2)), ("hinge", 1.0),
                            ("ipo", 1 / (4 * beta ** 2))):
         loss, _, _ = dpo_loss(pc, pr, rc, rr, beta, kind)
-        assert loss.item() == pytest.approx(expected, rel=1e-6), f"dpo_loss(kind={kind!r})"
+        assert loss.item() == pytest.approx(expected, rel=1e-6), (
+            f"dpo_loss(kind={kind!r}): with equal log-ratios (h = 0) the loss is "
+            f"{expected:.4f} (log 2, 1 and 1/(4 beta^2) for sigmoid, hinge and ipo), "
+            f"got {loss.item():.4f}")
 
 
 @pytest.mark.exercise("dpo_loss")
@@ -100,12 +103,19 @@ def test_dpo_loss_large_margin():
     pc, pr, rc, rr = (torch.tensor([v]) for v in (0.0, -200.0, 0.0, 0.0))  # h = 200
     sigmoid, _, _ = dpo_loss(pc, pr, rc, rr, 0.1, "sigmoid")
     hinge, _, _ = dpo_loss(pc, pr, rc, rr, 0.1, "hinge")
-    assert 0 <= sigmoid.item() < 1e-8
-    assert hinge.item() == 0.0  # beta * h = 20 is past the margin of 1
+    assert 0 <= sigmoid.item() < 1e-8, (
+        f"dpo_loss(sigmoid) at beta * h = 20 is -log sigmoid(20) ~ 2e-9, finite and >= 0 "
+        f"(F.logsigmoid, not log(sigmoid(x)), stays exact): got {sigmoid.item()}")
+    assert hinge.item() == 0.0, (  # beta * h = 20 is past the margin of 1
+        f"dpo_loss(hinge) is max(0, 1 - beta * h): 0 at beta * h = 20, got {hinge.item()}")
     just_short, _, _ = dpo_loss(pc, torch.tensor([-5.0]), rc, rr, 0.1, "hinge")  # beta*h=0.5
-    assert just_short.item() == pytest.approx(0.5)
+    assert just_short.item() == pytest.approx(0.5), (
+        f"dpo_loss(hinge) is max(0, 1 - beta * h): 0.5 at beta * h = 0.5, got "
+        f"{just_short.item()}")
     ipo, _, _ = dpo_loss(pc, torch.tensor([-5.0]), rc, rr, 0.1, "ipo")  # h = 1/(2 beta)
-    assert ipo.item() == pytest.approx(0.0)
+    assert ipo.item() == pytest.approx(0.0), (
+        f"dpo_loss(ipo) is (h - 1/(2 beta))^2, h not scaled by beta: 0 at h = 1/(2 beta) = 5,"
+        f" got {ipo.item()}")
 
 
 @pytest.mark.exercise("dpo_loss")
@@ -114,21 +124,34 @@ def test_dpo_rewards_are_beta_log_ratios_and_detached():
     pr = torch.tensor([-3.0, -1.0], requires_grad=True)
     rc, rr = torch.tensor([-2.0, -2.5]), torch.tensor([-2.0, -1.5])
     loss, rw_c, rw_r = dpo_loss(pc, pr, rc, rr, beta=0.5)
-    torch.testing.assert_close(rw_c, torch.tensor([0.5, 0.25]))
-    torch.testing.assert_close(rw_r, torch.tensor([-0.5, 0.25]))
-    assert loss.requires_grad and not rw_c.requires_grad and not rw_r.requires_grad
+    for got, want, which in ((rw_c, [0.5, 0.25], "chosen"), (rw_r, [-0.5, 0.25], "rejected")):
+        torch.testing.assert_close(got.detach(), torch.tensor(want), msg=lambda m: (
+            f"dpo_loss's {which} rewards are beta * (log pi - log ref) of the {which} "
+            f"responses, expected {want}: {m}"))
+    assert loss.requires_grad, "dpo_loss's loss must keep its graph: the policy trains on it"
+    assert not rw_c.requires_grad and not rw_r.requires_grad, (
+        "dpo_loss's rewards are detached (.detach()): they are logged, never trained on")
     loss.backward()
-    assert (pc.grad < 0).all() and (pr.grad > 0).all()  # raise chosen, lower rejected
+    assert (pc.grad < 0).all() and (pr.grad > 0).all(), (  # raise chosen, lower rejected
+        f"dpo_loss's gradient must raise the chosen log-probabilities and lower the rejected "
+        f"ones (h = chosen log-ratio - rejected log-ratio, not the reverse): d loss / d chosen "
+        f"{pc.grad.tolist()}, d loss / d rejected {pr.grad.tolist()}")
 
 
 @pytest.mark.exercise("dpo_loss")
 def test_dpo_loss_unknown_kind_raises():
     x = torch.zeros(1)
-    with pytest.raises(ValueError, match="unknown loss"):
+    try:
         dpo_loss(x, x, x, x, 0.1, "hingee")
+    except ValueError as e:
+        assert "unknown loss" in str(e), (
+            f"dpo_loss's error for an unknown kind starts 'unknown loss' (its docstring): {e}")
+    else:
+        pytest.fail("dpo_loss(kind='hingee') must raise ValueError('unknown loss ...') (its "
+                    "docstring): a typo in --loss must not train with some other loss")
 
 
-@pytest.mark.exercise("dpo_loss")
+@pytest.mark.exercise("dpo_loss", needs=("response_logps",))
 def test_one_step_raises_chosen_minus_rejected_log_ratio():
     ref = make_tiny().requires_grad_(False)
     policy = copy.deepcopy(ref).train().requires_grad_(True)
@@ -142,14 +165,16 @@ def test_one_step_raises_chosen_minus_rejected_log_ratio():
         return pol, ref_lp, h
 
     pol, ref_lp, h = margin()
-    assert h.abs().max().item() == 0.0  # policy == reference
+    assert h.abs().max().item() == 0.0, "a policy equal to its reference has h = 0"
     loss, _, _ = dpo_loss(pol[:2], pol[2:], ref_lp[:2], ref_lp[2:], 0.1)
-    assert loss.item() == pytest.approx(math.log(2))
+    assert loss.item() == pytest.approx(math.log(2)), (
+        f"dpo_loss with the policy equal to the reference is log 2, got {loss.item():.4f}")
     opt = torch.optim.SGD(policy.parameters(), lr=1e-2)
     loss.backward()
     opt.step()
     _, _, h = margin()
-    assert (h > 0).all(), h
+    assert (h > 0).all(), (f"one SGD step on dpo_loss must raise log pi(chosen) - log "
+                           f"pi(rejected) against the reference (h > 0), got h = {h.tolist()}")
 
 
 # -----------------------------------------------------------------------------
@@ -165,9 +190,16 @@ def manual_logp(model, q, r):
 def test_response_logps_equal_manual_sum(tiny):
     q, r = [1, 2, 3, 4], [5, 6, 7]
     summed, mean = response_logps(tiny, [q], [r], "cpu")
-    assert summed.dtype == torch.float32 and summed.shape == (1,)
-    assert summed.item() == pytest.approx(manual_logp(tiny, q, r), abs=1e-4)
-    assert mean.item() == pytest.approx(summed.item() / 3, abs=1e-5)
+    assert summed.dtype == torch.float32 and summed.shape == (1,), (
+        f"response_logps returns float32 (N,) sums, got {summed.dtype} {tuple(summed.shape)}")
+    want = manual_logp(tiny, q, r)
+    assert summed.item() == pytest.approx(want, abs=1e-4), (
+        f"response_logps: the sum over the response's tokens of log p(token | everything "
+        f"before it), the logits at position t scoring token t + 1 (targets shifted by one): "
+        f"{want:.4f}, got {summed.item():.4f}")
+    assert mean.item() == pytest.approx(summed.item() / 3, abs=1e-5), (
+        f"response_logps' mean divides by the response's length (3 tokens), not by every "
+        f"position: {summed.item() / 3:.4f}, got {mean.item():.4f}")
 
 
 @pytest.mark.exercise("response_logps")
@@ -177,8 +209,10 @@ def test_response_logps_score_the_stop_token(tiny):
     with_end, mean = response_logps(tiny, [q], [r + [end]], "cpu")
     logits, _ = tiny(torch.tensor([q + r]))
     lp_end = torch.log_softmax(logits[0, -1], -1)[end].item()
-    assert (with_end - without).item() == pytest.approx(lp_end, abs=1e-4)
-    assert mean.item() == pytest.approx(with_end.item() / 3, abs=1e-5)  # 3 response tokens
+    assert (with_end - without).item() == pytest.approx(lp_end, abs=1e-4), (
+        "response_logps scores the stop token, the response's last token, like any other")
+    assert mean.item() == pytest.approx(with_end.item() / 3, abs=1e-5), (  # 3 response tokens
+        "response_logps' mean counts the stop token among the response's tokens")
 
 
 @pytest.mark.exercise("response_logps")
@@ -188,8 +222,10 @@ def test_response_logps_padding_does_not_leak(tiny):
     batched, batched_mean = response_logps(tiny, queries, responses, "cpu")
     for i, (q, r) in enumerate(zip(queries, responses)):
         alone, alone_mean = response_logps(tiny, [q], [r], "cpu")
-        torch.testing.assert_close(batched[i], alone[0], atol=1e-4, rtol=0)
-        torch.testing.assert_close(batched_mean[i], alone_mean[0], atol=1e-5, rtol=0)
+        for got, want, what in ((batched, alone, "sum"), (batched_mean, alone_mean, "mean")):
+            torch.testing.assert_close(got[i], want[0], atol=1e-4, rtol=0, msg=lambda m: (
+                f"response_logps: row {i}'s {what} in a right-padded batch must equal it "
+                f"alone (the mask covers its response's tokens only, never padding): {m}"))
 
 
 # -----------------------------------------------------------------------------
@@ -203,11 +239,13 @@ def s(ids, stopped=True):
 def test_make_pairs_winner_is_chosen():
     a, b = [s([1, 2]), s([3, 4])], [s([5]), s([6])]
     pairs, skipped = make_pairs(["p", "q"], a, b, [0.8, 0.3])
-    assert skipped == dict(identical=0, undecided=0, cut_off=0)
+    assert skipped == dict(identical=0, undecided=0, cut_off=0), (
+        f"make_pairs skips nothing from two decided pairs of different samples: {skipped}")
     assert [(x["prompt"], x["chosen"]["ids"], x["rejected"]["ids"]) for x in pairs] == \
         [("p", [1, 2], [5]), ("q", [6], [3, 4])], \
         "make_pairs: the winner (a when p_a > 0.5, else b) must be `chosen`"
-    assert [x["confidence"] for x in pairs] == pytest.approx([0.8, 0.7])
+    assert [x["confidence"] for x in pairs] == pytest.approx([0.8, 0.7]), (
+        "make_pairs: each pair's confidence is max(p, 1 - p)")
 
 
 @pytest.mark.exercise("make_pairs")
@@ -216,12 +254,16 @@ def test_make_pairs_skips_identical_and_undecided():
     b = [s([1, 2]), s([9]), s([8]), s([6]), s([8])]
     p = [0.9, 0.5, 0.55, 0.35, 0.65]
     pairs, skipped = make_pairs(list("abcde"), a, b, p)
-    assert skipped == dict(identical=1, undecided=1, cut_off=0)
-    assert [x["prompt"] for x in pairs] == ["c", "d", "e"]
+    rule = ("make_pairs skips and counts identical samples (a: same ids, p 0.9) and judgments "
+            "of exactly 0.5 (b) as undecided, each pair once")
+    assert skipped == dict(identical=1, undecided=1, cut_off=0), f"{rule}: {skipped}"
+    assert [x["prompt"] for x in pairs] == ["c", "d", "e"], rule
     # min_confidence: |2p - 1| must reach it (0.1 and 0.3 against 0.2)
     pairs, skipped = make_pairs(list("abcde"), a, b, p, min_confidence=0.2)
-    assert skipped == dict(identical=1, undecided=2, cut_off=0)
-    assert [x["prompt"] for x in pairs] == ["d", "e"]
+    rule = ("make_pairs with min_confidence=0.2: a judgment with |2p - 1| below it (c: 0.1) is "
+            "undecided too; d and e (0.3) are kept")
+    assert skipped == dict(identical=1, undecided=2, cut_off=0), f"{rule}: {skipped}"
+    assert [x["prompt"] for x in pairs] == ["d", "e"], rule
 
 
 @pytest.mark.exercise("make_pairs")
@@ -229,9 +271,12 @@ def test_make_pairs_cutoff_drop_or_keep():
     a = [s([1], stopped=False), s([2]), s([3])]
     b = [s([4]), s([5], stopped=False), s([6])]
     pairs, skipped = make_pairs(list("abc"), a, b, [0.9, 0.1, 0.9], cutoff="drop")
-    assert [x["prompt"] for x in pairs] == ["c"] and skipped["cut_off"] == 2
+    assert [x["prompt"] for x in pairs] == ["c"] and skipped["cut_off"] == 2, (
+        "make_pairs(cutoff='drop') drops, and counts, a pair when either sample was cut off "
+        f"(stopped False), the winner or the loser: kept {[x['prompt'] for x in pairs]}")
     pairs, skipped = make_pairs(list("abc"), a, b, [0.9, 0.1, 0.9], cutoff="keep")
-    assert [x["prompt"] for x in pairs] == ["a", "b", "c"] and skipped["cut_off"] == 0
+    assert [x["prompt"] for x in pairs] == ["a", "b", "c"] and skipped["cut_off"] == 0, (
+        "make_pairs(cutoff='keep') keeps pairs with cut-off samples")
 
 
 # -----------------------------------------------------------------------------
@@ -274,7 +319,9 @@ def log_ratio_margins(policy, ref, tok, pairs):
     return d[:len(pairs)] - d[len(pairs):]
 
 
-@pytest.mark.exercise("dpo_loss")
+@pytest.mark.exercise("dpo_loss",
+                       needs=("make_pairs", "response_logps", "sample_next",
+                              "decode_loop", "cached_attention"))
 def test_a_self_training_step_moves_the_policy_towards_the_judges_choice(monkeypatch):
     """One on-policy step as main() wires it, with a stand-in judge that prefers the longer
     response: the frozen reference judges, every pair's chosen response is the one the judge
@@ -298,10 +345,11 @@ def test_a_self_training_step_moves_the_policy_towards_the_judges_choice(monkeyp
     pairs = drawn.examples
     assert seen and all(m is ref for m in seen), ("selfjudge.onpolicy_pairs: the frozen "
                                                   "reference must judge (setup.as_judge)")
-    assert len(pairs) >= 4, drawn.skipped
+    assert len(pairs) >= 4, f"make_pairs kept fewer than 4 of 16 pairs: {drawn.skipped}"
     assert all(len(x["chosen"]["text"]) > len(x["rejected"]["text"]) for x in pairs), (
         "make_pairs: the response the judge preferred (p > 0.5 for a) must be `chosen`")
-    assert log_ratio_margins(policy, ref, tok, pairs).abs().max() == 0  # policy == ref
+    assert log_ratio_margins(policy, ref, tok, pairs).abs().max() == 0, (
+        "response_logps: the policy and its copy, the reference, score alike (h = 0)")
     stats = selfjudge.learn(setup, opt, pairs, step=0)
     h = log_ratio_margins(policy, ref, tok, pairs)
     assert h.mean() > 0 and stats["loss"] == pytest.approx(math.log(2), rel=1e-4), (
@@ -310,7 +358,7 @@ def test_a_self_training_step_moves_the_policy_towards_the_judges_choice(monkeyp
         f"h < 0 means chosen and rejected were swapped on the way to dpo_loss")
 
 
-@pytest.mark.exercise("dpo_loss")
+@pytest.mark.exercise("dpo_loss", needs=("response_logps",))
 def test_preference_loss_passes_chosen_as_chosen():
     """preference_loss on a policy that differs from the reference equals dpo_loss on the
     log-probabilities of (chosen, rejected) in that order."""
@@ -329,7 +377,8 @@ def test_preference_loss_passes_chosen_as_chosen():
     assert loss.item() == pytest.approx(want.item(), rel=1e-4), (
         "selfjudge.preference_loss: the loss must be dpo_loss(policy chosen, policy rejected, "
         "reference chosen, reference rejected)")
-    assert stats["logp_chosen"] == pytest.approx(lp(policy, "chosen").mean().item(), rel=1e-4)
+    assert stats["logp_chosen"] == pytest.approx(lp(policy, "chosen").mean().item(), rel=1e-4), (
+        "selfjudge.preference_loss logs logp_chosen, the policy's mean log pi(chosen)")
 
 
 # -----------------------------------------------------------------------------
@@ -365,12 +414,16 @@ def test_raft_trains_on_the_tournament_winner(monkeypatch):
                                                                    judge_fn=longer))
     setup = raft_setup(tok, make_tiny(vocab_size=tok.get_vocab_size()), cands)
     winners = selfjudge.raft_winners(setup, torch.Generator().manual_seed(0)).examples
-    assert [w["chosen"]["ids"] for w in winners] == [[5, 6, 7, 8], [3, 3, 3], [1, 2, 3, 4, 5]]
-    assert [w["prompt"] for w in winners] == setup.prompts
+    rule = ("tournament: with a judge that knows the order (longer wins) the best candidate "
+            "of each prompt wins, and RAFT trains on it")
+    assert [w["chosen"]["ids"] for w in winners] == [[5, 6, 7, 8], [3, 3, 3],
+                                                     [1, 2, 3, 4, 5]], rule
+    assert [w["prompt"] for w in winners] == setup.prompts, f"{rule}: one winner per prompt"
     setup = raft_setup(tok, setup.policy, cands, cutoff="drop")
     drawn = selfjudge.raft_winners(setup, torch.Generator().manual_seed(0))
-    assert [w["chosen"]["ids"] for w in drawn.examples] == [[5, 6, 7, 8], [3, 3, 3]]
-    assert drawn.stats["kept"] == pytest.approx(2 / 3)
+    assert [w["chosen"]["ids"] for w in drawn.examples] == [[5, 6, 7, 8], [3, 3, 3]], (
+        "raft_winners(--cutoff=drop) drops a winner cut off at the length limit")
+    assert drawn.stats["kept"] == pytest.approx(2 / 3), "kept: 2 of the 3 prompts' winners"
 
 
 @pytest.mark.exercise("response_logps")
@@ -384,7 +437,10 @@ def test_raft_loss_is_the_sft_loss_on_the_winners_response_tokens_only():
     loss, stats = selfjudge.sft_loss(model, tok, winners, "cpu")
     want = -sum(manual_logp(model, encode_query(tok, w["prompt"]), w["chosen"]["ids"])
                 / len(w["chosen"]["ids"]) for w in winners) / 2
-    assert loss.item() == pytest.approx(want, abs=1e-4) and stats["loss"] == loss.item()
+    assert loss.item() == pytest.approx(want, abs=1e-4) and stats["loss"] == loss.item(), (
+        f"selfjudge.sft_loss: per winner the mean of -response_logps over its response's "
+        f"tokens (stop token included), then the mean over winners: {want:.4f}, got "
+        f"{loss.item():.4f}")
 
 
 # -----------------------------------------------------------------------------
@@ -461,7 +517,8 @@ def test_offline_on_a_task_with_few_pairs(task_and_ckpt, tmp_path):
     run_selfjudge((data, task_and_ckpt[1]), tmp_path / "out", "--mode=offline")
 
 
-@pytest.mark.exercise("decision_probs")
+@pytest.mark.exercise("decision_probs",
+                       needs=("swap_average", "sample_next", "decode_loop", "cached_attention"))
 def test_evaluate_survives_samples_too_long_to_judge():
     """selfjudge.evaluate sampled with sample_responses' default 48 new tokens, as were the
     reference texts, and judged them without checking that the judge prompt fits: a
@@ -472,15 +529,17 @@ def test_evaluate_survives_samples_too_long_to_judge():
     prompts = ["sort: 3 1 2", "sort: 40 7 13 5"]
     g = torch.Generator().manual_seed(0)
     prompts, n_new = fit_prompts(tok, prompts, model.config.block_size, 48)
-    assert n_new < 48
+    assert n_new < 48, "fit_prompts leaves fewer than 48 new tokens in a 100-token context"
     ref_texts = [x[0]["text"] for x in sample_responses(model, tok, prompts, 1, n_new,
                                                         generator=g)]
     e = evaluate.eval_policy(model, tok, prompts, None, ref_texts, 0,
                            lambda: contextlib.nullcontext(model), n_new)
-    assert "judge_pref" in e
+    assert "judge_pref" in e, "eval_policy judges the samples (decision_probs) into judge_pref"
 
 
-@pytest.mark.exercise("decision_probs")
+@pytest.mark.exercise("decision_probs",
+                       needs=("swap_average", "response_logps", "sample_next",
+                              "decode_loop", "cached_attention"))
 def test_heldout_preference_accuracy_is_a_half_for_the_reference_and_reads_log_ratios():
     """evaluate(held_out=...) ranks each held-out labelled pair by the policy's implicit
     reward (its log-ratio to the reference): exactly 0.5 while the policy is the
@@ -492,14 +551,18 @@ def test_heldout_preference_accuracy_is_a_half_for_the_reference_and_reads_log_r
     held = evaluate.heldout_logps(tok, task, model, model.config.block_size, "cpu")
     queries, responses, ref = held
     n = len(queries) // 2
-    assert n == 256 and len(responses) == 2 * n and ref.shape == (2 * n,)
+    assert n == 256 and len(responses) == 2 * n and ref.shape == (2 * n,), (
+        "heldout_logps scores the 256 held-out pairs' chosen, then rejected, responses")
     run = lambda ref_logps: evaluate.eval_policy(  # noqa: E731
         model, tok, ["sort: 3 1 2"], None, ["1 2 3"], 0,
         lambda: contextlib.nullcontext(model), 8,
         held_out=(queries, responses, ref_logps))["heldout_pref_acc"]
-    assert run(ref) == 0.5
+    assert run(ref) == 0.5, ("heldout_pref_acc is 0.5 while the policy is its reference "
+                             "(response_logps the same for both: every pair a tie)")
     shift = torch.cat([torch.ones(n), -torch.ones(n)])   # the reference liked chosen less
-    assert run(ref - shift) == 1.0 and run(ref + shift) == 0.0
+    assert run(ref - shift) == 1.0 and run(ref + shift) == 0.0, (
+        "heldout_pref_acc: the share of pairs whose chosen response's log-ratio beats the "
+        "rejected one's")
 
 
 @pytest.mark.e2e
