@@ -47,6 +47,14 @@ def score_se(s, n):
     return math.sqrt(max(s * (1 - s), 0.0) / max(n, 1))
 
 
+JUDGE_LINES = (  # the two lines jsft.py prints about its judge
+    ("judge on the policy's pairs", r"agrees with the oracle on (?P<a>[\d.]+)% of the "
+     r"(?P<n>\d+) pairs.*?decisions that follow the position on those pairs (?P<f>[\d.]+)%"),
+    ("judge on held-out labels", r"judge: on the (?P<n>\d+) held-out labelled pairs it agrees "
+     r"with the labels on (?P<a>[\d.]+)% and its decisions follow the position on "
+     r"(?P<f>[\d.]+)%"))
+
+
 def parse(text):
     """{quantity: (value, standard error)} from a short run's output; quantities it does
     not find are left out (the table says 'not printed')."""
@@ -57,18 +65,12 @@ def parse(text):
         n, s, fr = int(m[1]), float(m[2]), float(m[3])
         out["JSFT policy: oracle score"] = (s, score_se(s, n))
         out["JSFT policy: fully right (%)"] = (fr, rate_se(fr, n))
-    m = re.search(r"agrees with the oracle on ([\d.]+)% of the (\d+) pairs.*?decisions that "
-                  r"follow the position on those pairs ([\d.]+)%", text)
-    if m:
-        a, n, f = float(m[1]), int(m[2]), float(m[3])
-        out["judge on the policy's pairs: agreement (%)"] = (a, rate_se(a, n))
-        out["judge on the policy's pairs: follows the position (%)"] = (f, rate_se(f, n))
-    m = re.search(r"judge: on the (\d+) held-out labelled pairs it agrees with the labels on "
-                  r"([\d.]+)% and its decisions follow the position on ([\d.]+)%", text)
-    if m:
-        n, a, f = int(m[1]), float(m[2]), float(m[3])
-        out["judge on held-out labels: agreement (%)"] = (a, rate_se(a, n))
-        out["judge on held-out labels: follows the position (%)"] = (f, rate_se(f, n))
+    for what, pattern in JUDGE_LINES:  # n pairs judged: agreement a%, by position f%
+        m = re.search(pattern, text)
+        if m:
+            n, a, f = int(m["n"]), float(m["a"]), float(m["f"])
+            out[f"{what}: agreement (%)"] = (a, rate_se(a, n))
+            out[f"{what}: follows the position (%)"] = (f, rate_se(f, n))
     m = re.search(r"self-rejection on (\d+) held-out prompts", text)
     if m:
         n = int(m[1])
