@@ -43,6 +43,7 @@ class GPTConfig:
     lora_alpha: float = 16.0
 
 
+# what every caller of the model needs: the dtype it runs in, a tokenizer that fits it
 def autocast(device):
     """bf16 autocast on CUDA; a no-op elsewhere (CPU bf16 is slower than fp32 here)."""
     if torch.device(device).type == "cuda":
